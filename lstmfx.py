@@ -1,0 +1,2 @@
+def main(argv=None):
+    raise SystemExit("lstmfx: command line not written yet")
