@@ -1,0 +1,122 @@
+"""The command line: manifest and infer, through lstmfx.main as a user calls them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lstmfx
+from model.config import load_config
+from model.lstm import run_fixed, run_float
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture
+def config(tmp_path):
+    h, i = 3, 2
+    np.savez(
+        tmp_path / "m.npz",
+        w=RNG.normal(size=(4 * h, i)),
+        r=RNG.normal(size=(4 * h, h)),
+        b=RNG.normal(size=4 * h),
+    )
+    path = tmp_path / "c.toml"
+    path.write_text('model = "m.npz"\nname = "cli"\n[activations]\nkind = "uniform"\n')
+    return path
+
+
+def test_manifest_command_writes_spec_layout(tmp_path, config):
+    out = tmp_path / "sub" / "cli.manifest.json"
+    assert lstmfx.main(["manifest", str(config), "-o", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["spec"] == 1 and m["name"] == "cli" and m["peephole"] is False
+    assert set(m["activations"]) == {"sigmoid", "tanh", "tanh_cell"}
+    assert len(m["weights"]["w"]) == 12 and "p" not in m["weights"]
+    assert m == load_config(config).qmodel.to_manifest()
+
+
+def test_infer_floats_and_codes(tmp_path, config):
+    x = RNG.normal(size=(4, 9, 2)) * 3
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "o.npz"
+    assert (
+        lstmfx.main(
+            [
+                "infer",
+                str(config),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--output",
+                str(out),
+                "--float",
+            ]
+        )
+        == 0
+    )
+    res = np.load(out)
+    cfg = load_config(config)
+    qm = cfg.qmodel
+    codes = qm.formats["x"].from_float(x)
+    expect = run_fixed(qm, codes).h_codes
+    assert res["h_codes"].dtype == np.int64 and res["h_codes"].shape == (4, 9, 3)
+    np.testing.assert_array_equal(res["h_codes"], expect)
+    np.testing.assert_array_equal(res["h"], expect * qm.formats["h"].lsb)
+    np.testing.assert_array_equal(res["h_float"], run_float(cfg.float_model, x))
+
+    np.save(tmp_path / "c.npy", codes)
+    assert (
+        lstmfx.main(
+            [
+                "infer",
+                str(config),
+                "--input",
+                str(tmp_path / "c.npy"),
+                "--output",
+                str(out),
+                "--codes",
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(np.load(out)["h_codes"], expect)
+    assert "h_float" not in np.load(out).files
+
+
+def test_infer_bad_input_is_a_clear_error(tmp_path, config, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((4, 9, 5)))
+    code = lstmfx.main(
+        [
+            "infer",
+            str(config),
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--output",
+            str(tmp_path / "o.npz"),
+        ]
+    )
+    assert code == 2
+    assert "[N, T, I=2]" in capsys.readouterr().err
+    np.save(tmp_path / "f.npy", np.zeros((1, 2, 2)))
+    code = lstmfx.main(
+        [
+            "infer",
+            str(config),
+            "--input",
+            str(tmp_path / "f.npy"),
+            "--output",
+            str(tmp_path / "o.npz"),
+            "--codes",
+        ]
+    )
+    assert code == 2
+    assert "integer codes" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "lstmfx", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "manifest" in out.stdout and "infer" in out.stdout
