@@ -1,0 +1,617 @@
+"""model/importers.py: ONNX, PyTorch and .npz weights in SPEC order (SPEC §6), and a clear
+error, naming the offending attribute or key, for every model lstmfx cannot build."""
+
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from model.importers import (
+    ModelFileError,
+    from_onnx_model,
+    from_state_dict,
+    load_model,
+    load_npz,
+    load_onnx,
+    load_torch,
+)
+from model.lstm import run_float
+
+# float32 ORT against our float64: see ATOL in test_float_lstm.py
+ATOL = 1e-5
+ONNX_GATES = ("i", "o", "f", "g")
+SPEC_GATES = ("i", "f", "g", "o")
+ONNX_PEEPHOLES = ("i", "o", "f")
+SPEC_PEEPHOLES = ("i", "f", "o")
+
+
+def blocks(a, names, h):
+    return {name: a[..., k * h : (k + 1) * h, :] for k, name in enumerate(names)}
+
+
+def to_spec(a, h, onnx_names=ONNX_GATES, spec_names=SPEC_GATES):
+    """ONNX blocks to SPEC blocks along the first axis, by name."""
+    named = {n: a[k * h : (k + 1) * h] for k, n in enumerate(onnx_names)}
+    return np.concatenate([named[n] for n in spec_names])
+
+
+class OnnxLSTM:
+    """Random ONNX-order weights for one LSTM node and the model that holds them."""
+
+    def __init__(self, seed, i_size=3, h_size=4, *, peephole=True, bias=True, dtype=np.float32):
+        rng = np.random.default_rng(seed)
+        self.i_size, self.h = i_size, h_size
+        self.W = (rng.normal(size=(1, 4 * h_size, i_size)) * 0.6).astype(dtype)
+        self.R = (rng.normal(size=(1, 4 * h_size, h_size)) * 0.6).astype(dtype)
+        self.B = (rng.normal(size=(1, 8 * h_size)) * 0.6).astype(dtype) if bias else None
+        self.P = (rng.normal(size=(1, 3 * h_size)) * 0.6).astype(dtype) if peephole else None
+
+    def expected(self):
+        """The SPEC-order float64 weights the importer must return."""
+        h = self.h
+        w = to_spec(self.W[0].astype(np.float64), h)
+        r = to_spec(self.R[0].astype(np.float64), h)
+        if self.B is None:
+            b = np.zeros(4 * h)
+        else:
+            b = to_spec(self.B[0, : 4 * h].astype(np.float64) + self.B[0, 4 * h :], h)
+        p = None
+        if self.P is not None:
+            p = to_spec(self.P[0].astype(np.float64), h, ONNX_PEEPHOLES, SPEC_PEEPHOLES)
+        return w, r, b, p
+
+    def model(
+        self,
+        *,
+        attrs=None,
+        constants=False,
+        extra_inputs=None,
+        extra_inits=None,
+        extra_nodes=(),
+        graph_inputs=(),
+        node_name="lstm0",
+        t_len=6,
+        n=2,
+    ):
+        """The ONNX model. ``extra_inputs`` maps an LSTM input slot (4 sequence_lens,
+        5 initial_h, 6 initial_c) to a tensor name; ``constants`` stores the weights as
+        Constant nodes instead of initializers."""
+        arrays = {"W": self.W, "R": self.R}
+        if self.B is not None:
+            arrays["B"] = self.B
+        if self.P is not None:
+            arrays["P"] = self.P
+        slots = ["X", "W", "R", "B" if self.B is not None else "", "", "", ""]
+        slots.append("P" if self.P is not None else "")
+        for slot, name in (extra_inputs or {}).items():
+            slots[slot] = name
+        while slots[-1] == "":
+            slots.pop()
+        kwargs = {"hidden_size": self.h} | (attrs or {})
+        lstm = helper.make_node("LSTM", slots, ["Y", "Y_h"], name=node_name, **kwargs)
+        tensors = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+        tensors += [numpy_helper.from_array(v, k) for k, v in (extra_inits or {}).items()]
+        if constants:
+            nodes = [helper.make_node("Constant", [], [t.name], value=t) for t in tensors]
+            inits = []
+        else:
+            nodes, inits = [], tensors
+        dt = helper.np_dtype_to_tensor_dtype(self.W.dtype)
+        graph = helper.make_graph(
+            [*nodes, *extra_nodes, lstm],
+            "g",
+            [helper.make_tensor_value_info("X", dt, [t_len, n, self.i_size]), *graph_inputs],
+            [
+                helper.make_tensor_value_info("Y", dt, [t_len, 1, n, self.h]),
+                helper.make_tensor_value_info("Y_h", dt, [1, n, self.h]),
+            ],
+            initializer=inits,
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def save(model, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def ort_outputs(model, x):
+    """ORT on x [N, T, I]: (Y as [N, T, H], Y_h as [N, H])."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, y_h = sess.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})
+    return y[:, 0].transpose(1, 0, 2), y_h[0]
+
+
+def assert_weights(lstm, expected):
+    w, r, b, p = expected
+    np.testing.assert_array_equal(lstm.w, w)
+    np.testing.assert_array_equal(lstm.r, r)
+    np.testing.assert_array_equal(lstm.b, b)
+    if p is None:
+        assert lstm.p is None
+    else:
+        np.testing.assert_array_equal(lstm.p, p)
+
+
+# ---------------------------------------------------------------------------- ONNX, accepted
+
+
+@pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
+@pytest.mark.parametrize(("i_size", "h_size"), [(1, 1), (3, 4), (5, 9)])
+def test_onnx_weights_reordered_and_equal_to_onnxruntime(tmp_path, i_size, h_size, peephole):
+    src = OnnxLSTM(10 * i_size + h_size, i_size, h_size, peephole=peephole)
+    model = src.model(t_len=8, n=3)
+    lstm = load_model(save(model, tmp_path, "seq.onnx"))
+    assert lstm.name == "seq"
+    assert (lstm.input_size, lstm.hidden_size) == (i_size, h_size)
+    assert_weights(lstm, src.expected())
+
+    x = np.random.default_rng(h_size).normal(size=(3, 8, i_size)).astype(np.float32)
+    y, y_h = ort_outputs(model, x)
+    np.testing.assert_allclose(run_float(lstm, x), y, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(run_float(lstm, x, output="last"), y_h, rtol=0, atol=ATOL)
+
+
+def test_onnx_bias_is_the_float64_sum_of_wb_and_rb():
+    """Wb + Rb is added in float64: two float32 values whose float32 sum would round."""
+    src = OnnxLSTM(1, 1, 1, peephole=False)
+    src.B[0] = [1.0] * 4 + [2.0**-30] * 4
+    lstm = from_onnx_model(src.model())
+    np.testing.assert_array_equal(lstm.b, 1.0 + 2.0**-30)
+    assert np.float32(1.0) + np.float32(2.0**-30) == np.float32(1.0)  # float32 would lose it
+
+
+def test_onnx_constant_node_weights(tmp_path):
+    src = OnnxLSTM(2)
+    model = src.model(constants=True)
+    assert not model.graph.initializer
+    lstm = load_onnx(save(model, tmp_path))
+    assert_weights(lstm, src.expected())
+    x = np.random.default_rng(2).normal(size=(2, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_float(lstm, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
+
+
+def test_onnx_value_floats_constant_is_read_and_its_shape_checked():
+    """A value_floats Constant is 1-D: it is read (not called non-constant), then refused."""
+    src = OnnxLSTM(3, 1, 1, peephole=True)
+    model = src.model()
+    model.graph.initializer.pop()  # P, the last initializer
+    model.graph.node.insert(
+        0, helper.make_node("Constant", [], ["P"], value_floats=src.P[0].tolist())
+    )
+    with pytest.raises(ModelFileError, match="P must be \\[1, 3H=3\\], not \\[3\\]"):
+        from_onnx_model(model)
+
+
+def test_onnx_missing_bias_is_zero(tmp_path):
+    src = OnnxLSTM(4, bias=False)
+    model = src.model()
+    lstm = load_onnx(save(model, tmp_path))
+    np.testing.assert_array_equal(lstm.b, np.zeros(16))
+    assert_weights(lstm, src.expected())
+    x = np.random.default_rng(4).normal(size=(2, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_float(lstm, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
+
+
+def test_onnx_explicit_defaults_are_accepted():
+    src = OnnxLSTM(5)
+    attrs = {
+        "direction": "forward",
+        "activations": ["Sigmoid", "Tanh", "Tanh"],
+        "input_forget": 0,
+        "layout": 0,
+    }
+    assert_weights(from_onnx_model(src.model(attrs=attrs)), src.expected())
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_onnx_float16_and_float64_weights(dtype):
+    src = OnnxLSTM(6, dtype=dtype)
+    lstm = from_onnx_model(src.model())
+    assert lstm.w.dtype == np.float64
+    assert_weights(lstm, src.expected())
+
+
+def test_onnx_sequence_lens_input_and_zero_initial_state_are_accepted():
+    src = OnnxLSTM(7)
+    n, h = 2, src.h
+    # a zero initial_h initializer, and initial_c as PyTorch exports it: zeros sized at run time
+    zeros = np.zeros((1, n, h), np.float32)
+    shape_nodes = [
+        helper.make_node("Shape", ["X"], ["xs"]),
+        helper.make_node("Constant", [], ["dims"], value=numpy_helper.from_array(np.array([1]))),
+        helper.make_node("Gather", ["xs", "dims"], ["batch"]),
+        helper.make_node("Concat", ["one", "batch", "hid"], ["c0_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["c0_shape"], ["c0"]),
+        helper.make_node("Cast", ["c0"], ["c0f"], to=TensorProto.FLOAT),
+    ]
+    model = src.model(
+        extra_inputs={4: "seq_lens", 5: "h0", 6: "c0f"},
+        extra_inits={"h0": zeros, "one": np.array([1]), "hid": np.array([h])},
+        extra_nodes=shape_nodes,
+        graph_inputs=[helper.make_tensor_value_info("seq_lens", TensorProto.INT32, [n])],
+    )
+    lstm = from_onnx_model(model)
+    assert_weights(lstm, src.expected())
+    x = np.random.default_rng(7).normal(size=(n, 6, 3)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, _ = sess.run(None, {"X": x.transpose(1, 0, 2).copy(), "seq_lens": np.full(n, 6, np.int32)})
+    np.testing.assert_allclose(run_float(lstm, x), y[:, 0].transpose(1, 0, 2), atol=ATOL, rtol=0)
+
+
+def two_lstm_model(src):
+    """Two stacked LSTM nodes, as an exporter writes a 2-layer LSTM."""
+    model = src.model(node_name="layer0")
+    g = model.graph
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1]), "axis1"),
+            numpy_helper.from_array(src.R.copy(), "W1"),  # layer 1 input size is H
+        ]
+    )
+    g.node.append(helper.make_node("Squeeze", ["Y", "axis1"], ["Y0"]))
+    g.node.append(
+        helper.make_node("LSTM", ["Y0", "W1", "R"], ["Y1"], name="layer1", hidden_size=src.h)
+    )
+    return model
+
+
+def test_onnx_several_lstm_nodes_pick_one_by_name(tmp_path):
+    src = OnnxLSTM(8)
+    path = save(two_lstm_model(src), tmp_path)
+    with pytest.raises(ModelFileError, match="2 LSTM nodes.*'layer0', 'layer1'.*node=NAME"):
+        load_onnx(path)
+    assert_weights(load_onnx(path, node="layer0"), src.expected())
+    layer1 = load_onnx(path, node="layer1")
+    np.testing.assert_array_equal(layer1.w, to_spec(src.R[0].astype(np.float64), src.h))
+    assert layer1.p is None
+    with pytest.raises(ModelFileError, match="no LSTM node named 'layer2'.*'layer0', 'layer1'"):
+        load_onnx(path, node="layer2")
+
+
+# ---------------------------------------------------------------------------- ONNX, refused
+
+
+@pytest.mark.parametrize(
+    ("attrs", "named"),
+    [
+        ({"direction": "reverse"}, "direction='reverse'"),
+        ({"direction": "bidirectional"}, "direction='bidirectional'"),
+        ({"clip": 3.0}, "clip=3.0"),
+        ({"input_forget": 1}, "input_forget=1"),
+        ({"layout": 1}, "layout=1"),
+        ({"activations": ["Sigmoid", "Tanh", "Relu"]}, "activations=['Sigmoid', 'Tanh', 'Relu']"),
+        ({"activations": ["HardSigmoid", "Tanh", "Tanh"]}, "activations=['HardSigmoid'"),
+        ({"activation_alpha": [0.5]}, "activation_alpha=[0.5]"),
+        ({"activation_beta": [0.5]}, "activation_beta=[0.5]"),
+        ({"output_sequence": 1}, "output_sequence=1"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, str) else None,
+)
+def test_onnx_unsupported_attribute_is_named(attrs, named):
+    src = OnnxLSTM(9)
+    if attrs.get("direction") == "bidirectional":  # a real one has two sets of weights
+        src.W, src.R = np.concatenate([src.W] * 2), np.concatenate([src.R] * 2)
+        src.B, src.P = np.concatenate([src.B] * 2), np.concatenate([src.P] * 2)
+    with pytest.raises(ModelFileError, match="LSTM node 'lstm0'") as err:
+        from_onnx_model(src.model(attrs=attrs))
+    assert named in str(err.value)
+
+
+def test_onnx_several_problems_in_one_error():
+    src = OnnxLSTM(9)
+    with pytest.raises(ModelFileError) as err:
+        from_onnx_model(src.model(attrs={"clip": 1.0, "input_forget": 1}))
+    assert "clip=1.0" in str(err.value) and "input_forget=1" in str(err.value)
+
+
+def test_onnx_nonzero_initial_state_is_refused():
+    src = OnnxLSTM(11)
+    h0 = np.zeros((1, 2, src.h), np.float32)
+    h0[0, 1, 2] = 0.25
+    for slot, what in ((5, "initial_h"), (6, "initial_c")):
+        model = src.model(extra_inputs={slot: "s0"}, extra_inits={"s0": h0})
+        with pytest.raises(ModelFileError, match=f"{what} \\('s0'\\).*h0 = c0 = 0"):
+            from_onnx_model(model)
+
+
+def test_onnx_initial_state_as_graph_input_is_refused():
+    src = OnnxLSTM(12)
+    h0 = helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, 2, src.h])
+    model = src.model(extra_inputs={5: "h0"}, graph_inputs=[h0])
+    with pytest.raises(ModelFileError, match="initial_h \\('h0'\\) is not a constant zero"):
+        from_onnx_model(model)
+
+
+def test_onnx_weights_fed_at_run_time_are_refused():
+    src = OnnxLSTM(13)
+    model = src.model()
+    del model.graph.initializer[0]  # W
+    model.graph.input.append(helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 16, 3]))
+    with pytest.raises(ModelFileError, match="W input 'W' is a graph input fed at run time"):
+        from_onnx_model(model)
+
+
+def test_onnx_weights_computed_by_a_node_are_refused():
+    src = OnnxLSTM(14)
+    model = src.model()
+    model.graph.initializer[1].name = "R_raw"
+    model.graph.node.insert(0, helper.make_node("Neg", ["R_raw"], ["R"]))
+    with pytest.raises(ModelFileError, match="R input 'R' is computed by a Neg node"):
+        from_onnx_model(model)
+
+
+def test_onnx_hidden_size_disagreeing_with_r():
+    src = OnnxLSTM(15)
+    with pytest.raises(ModelFileError, match="hidden_size=5 disagrees with R \\[1, 16, 4\\]"):
+        from_onnx_model(src.model(attrs={"hidden_size": 5}))
+
+
+@pytest.mark.parametrize(
+    ("field", "shape", "message"),
+    [
+        ("B", (1, 16), "B must be \\[1, 8H=32\\], not \\[1, 16\\]"),
+        ("P", (1, 8), "P must be \\[1, 3H=12\\], not \\[1, 8\\]"),
+        ("W", (1, 12, 3), "W \\[1, 12, 3\\]"),
+        ("R", (1, 16, 3), "R \\[1, 16, 3\\]"),
+    ],
+)
+def test_onnx_bad_shapes(field, shape, message):
+    src = OnnxLSTM(16)
+    setattr(src, field, np.zeros(shape, np.float32))
+    with pytest.raises(ModelFileError, match=message):
+        from_onnx_model(src.model())
+
+
+def test_onnx_integer_weights_are_refused():
+    src = OnnxLSTM(17)
+    model = src.model()
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(src.R.astype(np.int8), "R"))
+    with pytest.raises(ModelFileError, match="R input 'R' holds int8 values"):
+        from_onnx_model(model)
+
+
+def test_onnx_without_lstm_names_its_ops(tmp_path):
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g", [x], [x])
+    path = save(helper.make_model(graph), tmp_path)
+    with pytest.raises(ModelFileError, match="no LSTM node \\(its ops are Relu\\)"):
+        load_onnx(path)
+
+
+def test_onnx_damaged_file(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x00not a protobuf at all\xff" * 3)
+    with pytest.raises(ModelFileError, match="bad.onnx is not a readable ONNX model"):
+        load_model(path)
+
+
+# ---------------------------------------------------------------------------- PyTorch
+
+
+def state_dict(seed, i_size=3, h_size=4, *, prefix="", bias=True):
+    rng = np.random.default_rng(seed)
+    sd = {
+        prefix + "weight_ih_l0": rng.normal(size=(4 * h_size, i_size)).astype(np.float32),
+        prefix + "weight_hh_l0": rng.normal(size=(4 * h_size, h_size)).astype(np.float32),
+    }
+    if bias:
+        sd[prefix + "bias_ih_l0"] = rng.normal(size=4 * h_size).astype(np.float32)
+        sd[prefix + "bias_hh_l0"] = rng.normal(size=4 * h_size).astype(np.float32)
+    return sd
+
+
+def test_state_dict_weights_and_summed_bias():
+    sd = state_dict(20)
+    lstm = from_state_dict(sd)
+    np.testing.assert_array_equal(lstm.w, sd["weight_ih_l0"])
+    np.testing.assert_array_equal(lstm.r, sd["weight_hh_l0"])
+    np.testing.assert_array_equal(
+        lstm.b, sd["bias_ih_l0"].astype(np.float64) + sd["bias_hh_l0"].astype(np.float64)
+    )
+    assert lstm.p is None
+
+
+def test_state_dict_without_bias_is_zero_bias():
+    lstm = from_state_dict(state_dict(21, bias=False))
+    np.testing.assert_array_equal(lstm.b, np.zeros(16))
+
+
+def test_state_dict_single_prefix_and_other_modules_are_accepted():
+    sd = state_dict(22, prefix="encoder.lstm.")
+    sd["head.weight"] = np.ones((2, 4), np.float32)
+    sd["head.bias"] = np.ones(2, np.float32)
+    lstm = from_state_dict(sd)
+    np.testing.assert_array_equal(lstm.w, sd["encoder.lstm.weight_ih_l0"])
+
+
+def test_state_dict_several_lstms_need_a_prefix():
+    sd = state_dict(23, prefix="enc.") | state_dict(24, 4, 4, prefix="dec.")
+    with pytest.raises(ModelFileError, match="2 LSTMs.*'dec.', 'enc.'.*prefix="):
+        from_state_dict(sd)
+    np.testing.assert_array_equal(from_state_dict(sd, prefix="dec.").w, sd["dec.weight_ih_l0"])
+    with pytest.raises(ModelFileError, match="no LSTM under the prefix 'mid.'"):
+        from_state_dict(sd, prefix="mid.")
+
+
+@pytest.mark.parametrize(
+    ("key", "shape", "message"),
+    [
+        ("weight_ih_l1", (16, 4), "'lstm.weight_ih_l1' \\(num_layers > 1"),
+        ("weight_ih_l0_reverse", (16, 3), "'lstm.weight_ih_l0_reverse' \\(a bidirectional"),
+        ("weight_hr_l0", (2, 4), "'lstm.weight_hr_l0' \\(proj_size > 0"),
+        ("weight_foo", (1,), "'lstm.weight_foo' \\(not a key of nn.LSTM"),
+    ],
+)
+def test_state_dict_unsupported_keys_are_named(key, shape, message):
+    sd = state_dict(25, prefix="lstm.")
+    sd["lstm." + key] = np.zeros(shape, np.float32)
+    with pytest.raises(ModelFileError, match=message):
+        from_state_dict(sd, source="m.pt")
+
+
+def test_state_dict_damaged_or_foreign():
+    sd = state_dict(26)
+    del sd["bias_hh_l0"]
+    with pytest.raises(ModelFileError, match="'bias_ih_l0' without its pair"):
+        from_state_dict(sd)
+    rng = np.random.default_rng(27)
+    gru = {"weight_ih_l0": rng.normal(size=(12, 3)), "weight_hh_l0": rng.normal(size=(12, 4))}
+    with pytest.raises(ModelFileError, match="\\[12, 4\\] \\(a GRU's shape\\)"):
+        from_state_dict(gru)
+    with pytest.raises(ModelFileError, match="no nn.LSTM weights.*'fc.weight'"):
+        from_state_dict({"fc.weight": np.ones((2, 2))})
+    checkpoint = {"epoch": 3, "model_state_dict": state_dict(28)}
+    with pytest.raises(ModelFileError, match="'model_state_dict'.*training checkpoint"):
+        from_state_dict(checkpoint)
+    bad = state_dict(29)
+    bad["weight_ih_l0"] = bad["weight_ih_l0"][:8]
+    with pytest.raises(ModelFileError, match="input weights w must be \\[4H=16, I\\]"):
+        from_state_dict(bad, source="m.pt")
+
+
+def test_no_torch_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"anything")
+    with pytest.raises(ModelFileError, match="needs torch.*pip install torch.*CPU") as err:
+        load_model(path)
+    assert isinstance(err.value.__cause__, ImportError)
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("i_size", "h_size"), [(1, 2), (5, 7)])
+def test_torch_state_dict_matches_nn_lstm_in_float64(torch, tmp_path, i_size, h_size, bias):
+    torch.manual_seed(i_size * h_size)
+    net = torch.nn.LSTM(i_size, h_size, bias=bias, batch_first=True).double()
+    path = tmp_path / "net.pth"
+    torch.save(net.state_dict(), path)
+    lstm = load_model(path)
+    assert lstm.name == "net"
+    x = np.random.default_rng(i_size).normal(size=(3, 9, i_size))
+    with torch.no_grad():
+        y, (h_n, _) = net(torch.from_numpy(x))
+    np.testing.assert_allclose(run_float(lstm, x), y.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run_float(lstm, x, output="last"), h_n[0].numpy(), atol=1e-12)
+
+
+def test_torch_model_holding_one_lstm(torch, tmp_path):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 4)
+            self.head = torch.nn.Linear(4, 1)
+
+    torch.manual_seed(1)
+    net = Net()
+    path = tmp_path / "net.pt"
+    torch.save(net.state_dict(), path)
+    lstm = load_torch(path)
+    np.testing.assert_array_equal(lstm.r, net.lstm.weight_hh_l0.detach().double().numpy())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_layers": 2}, "'weight_ih_l1' \\(num_layers > 1"),
+        ({"bidirectional": True}, "'weight_ih_l0_reverse' \\(a bidirectional"),
+        ({"proj_size": 2}, "'weight_hr_l0' \\(proj_size > 0"),
+    ],
+)
+def test_torch_unsupported_lstm(torch, tmp_path, kwargs, message):
+    path = tmp_path / "net.pt"
+    torch.save(torch.nn.LSTM(3, 4, **kwargs).state_dict(), path)
+    with pytest.raises(ModelFileError, match=message):
+        load_torch(path)
+
+
+def test_torch_pickled_module_says_to_save_the_state_dict(torch, tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.LSTM(3, 4), path)
+    with pytest.raises(ModelFileError, match="torch.save\\(model.state_dict\\(\\), 'whole.pt'\\)"):
+        load_torch(path)
+
+
+def test_torch_non_dict(torch, tmp_path):
+    path = tmp_path / "t.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ModelFileError, match="holds a Tensor, not a state dict"):
+        load_torch(path)
+
+
+# ---------------------------------------------------------------------------- .npz
+
+
+def npz(tmp_path, **arrays):
+    path = tmp_path / "m.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def npz_arrays(seed=30, h=3, i_size=2):
+    rng = np.random.default_rng(seed)
+    return {
+        "w": rng.normal(size=(4 * h, i_size)),
+        "r": rng.normal(size=(4 * h, h)),
+        "b": rng.normal(size=4 * h),
+        "p": rng.normal(size=3 * h),
+    }
+
+
+def test_npz_round_trip(tmp_path):
+    arrays = npz_arrays()
+    lstm = load_npz(npz(tmp_path, **arrays))
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(getattr(lstm, k), v)
+    del arrays["p"]
+    assert load_model(npz(tmp_path, **arrays)).p is None
+
+
+def test_npz_missing_array(tmp_path):
+    arrays = npz_arrays()
+    del arrays["r"], arrays["b"]
+    with pytest.raises(ModelFileError, match="m.npz lacks the array\\(s\\) b, r"):
+        load_npz(npz(tmp_path, **arrays))
+
+
+def test_npz_extra_array(tmp_path):
+    with pytest.raises(ModelFileError, match="unknown array\\(s\\) w1"):
+        load_npz(npz(tmp_path, **npz_arrays(), w1=np.zeros(3)))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        ("w", (10, 2), "input weights w must be \\[4H=12, I\\], not \\(10, 2\\)"),
+        ("r", (12, 4), "recurrent weights r must be \\[4H, H\\], not \\(12, 4\\)"),
+        ("b", (13,), "bias b must be \\[4H=12\\], not \\(13,\\)"),
+        ("p", (12,), "peephole p must be \\[3H=9\\], not \\(12,\\)"),
+    ],
+)
+def test_npz_bad_shapes(tmp_path, name, shape, message):
+    arrays = npz_arrays() | {name: np.zeros(shape)}
+    with pytest.raises(ModelFileError, match="m.npz: " + message):
+        load_npz(npz(tmp_path, **arrays))
+
+
+def test_npz_nan(tmp_path):
+    arrays = npz_arrays()
+    arrays["r"][1, 2] = np.nan
+    with pytest.raises(ModelFileError, match="'r' hold NaN"):
+        load_npz(npz(tmp_path, **arrays))
+
+
+def test_unknown_suffix(tmp_path):
+    path = tmp_path / "m.h5"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="'m.h5'.*.npz, .onnx, .pt, .pth"):
+        load_model(path)
