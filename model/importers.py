@@ -333,10 +333,16 @@ def load_torch(path, *, prefix: str | None = None) -> FloatLSTM:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError, RuntimeError, ... by the kind of damage
+        pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = (
+            f"it pickles a {pickled.group(1)}, not only tensors"
+            if pickled
+            else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        )
         raise ModelFileError(
-            f"{path.name} cannot be read as a PyTorch state dict with weights_only=True ({e}); "
-            f"if it holds a whole pickled module (torch.save(model)), save its state dict "
-            f"instead: torch.save(model.state_dict(), {path.name!r})"
+            f"{path.name} cannot be read as a PyTorch state dict with weights_only=True "
+            f"({what}); if it holds a whole pickled module (torch.save(model)), save its "
+            f"state dict instead: torch.save(model.state_dict(), {path.name!r})"
         ) from e
     if not isinstance(state, dict):
         raise ModelFileError(

@@ -541,6 +541,36 @@ def test_torch_pickled_module_says_to_save_the_state_dict(torch, tmp_path):
         load_torch(path)
 
 
+def test_torch_damaged_file(torch, tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"junk" * 10)
+    with pytest.raises(ModelFileError, match="junk.pt cannot be read as a PyTorch state dict"):
+        load_torch(path)
+
+
+def test_onnx_exported_by_torch(torch):
+    """What PyTorch's TorchScript exporter writes: Constant weights, a zero initial state
+    expanded to the batch size at run time."""
+    import io
+    import warnings
+
+    torch.manual_seed(3)
+    net = torch.nn.LSTM(3, 5)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter is deprecated, and says so
+            torch.onnx.export(net, (torch.randn(6, 2, 3),), buf, dynamo=False)
+    except Exception as e:  # the legacy exporter may leave torch some day
+        pytest.skip(f"torch.onnx.export(dynamo=False) failed: {e}")
+    model = onnx.load_from_string(buf.getvalue())
+    lstm = from_onnx_model(model)
+    x = np.random.default_rng(3).normal(size=(2, 6, 3))
+    with torch.no_grad():
+        y, _ = net.double()(torch.from_numpy(x.transpose(1, 0, 2).copy()))
+    np.testing.assert_allclose(run_float(lstm, x), y.numpy().transpose(1, 0, 2), atol=1e-12)
+
+
 def test_torch_non_dict(torch, tmp_path):
     path = tmp_path / "t.pt"
     torch.save(torch.zeros(3), path)
