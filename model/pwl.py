@@ -12,7 +12,9 @@ and :func:`evaluate` is the one implementation the LSTM kernels call.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from numba import njit
@@ -52,11 +54,7 @@ class PwlTable:
                 f"got {k} breakpoints, {self.intercepts.shape[0]} intercepts, "
                 f"{self.slopes.shape[0]} slopes"
             )
-        if np.any(np.diff(bps) <= 0):
-            raise ValueError(f"PWL breakpoints must increase strictly, got {bps.tolist()}")
-        if self.x_hi < bps[-1]:
-            raise ValueError(f"PWL x_hi {self.x_hi} is below the last breakpoint {bps[-1]}")
-        self.in_fmt.check_codes(np.append(bps, self.x_hi), what="PWL breakpoints and x_hi")
+        _check_grid(self.in_fmt, bps, self.x_hi)
         self.ca_fmt.check_codes(self.intercepts, what="PWL intercepts")
         self.cb_fmt.check_codes(self.slopes, what="PWL slopes")
         bits = self.exact_bits()
@@ -176,6 +174,17 @@ class PwlTable:
         }
 
 
+def _check_grid(in_fmt: Format, bps: np.ndarray, x_hi: int) -> None:
+    """Breakpoints strictly increasing, x_hi at or above the last, all codes of ``in_fmt``."""
+    if bps.ndim != 1 or bps.shape[0] == 0:
+        raise ValueError(f"PWL breakpoints must be a non-empty list of codes, not {bps.tolist()}")
+    if np.any(np.diff(bps) <= 0):
+        raise ValueError(f"PWL breakpoints must increase strictly, got {bps.tolist()}")
+    if x_hi < bps[-1]:
+        raise ValueError(f"PWL x_hi {x_hi} is below the last breakpoint {bps[-1]}")
+    in_fmt.check_codes(np.append(bps, x_hi), what="PWL breakpoints and x_hi")
+
+
 @njit(cache=True)
 def evaluate(x, bps, x_hi, a, b, sa, sb, sum_frac, signed, width, frac, q_mode, o_mode):
     """One input code through a table (SPEC §3). Returns ``(code, overflowed)``."""
@@ -229,12 +238,12 @@ def uniform_grid(in_fmt: Format, range_log2: int, segments: int) -> tuple[np.nda
     top_log2 = range_log2 + in_fmt.frac
     fmt_log2 = in_fmt.width - 1 if in_fmt.signed else in_fmt.width
     top_log2 = min(top_log2, fmt_log2)
-    lo = -(1 << top_log2) if in_fmt.signed else 0
     if top_log2 < 0:
         raise ValueError(
             f"range 2**{range_log2} is below one LSB of the input format {in_fmt}; "
             f"choose a larger range"
         )
+    lo = -(1 << top_log2) if in_fmt.signed else 0
     span_log2 = top_log2 + 1 if in_fmt.signed else top_log2
     step_log2 = span_log2 - (segments.bit_length() - 1)
     if step_log2 < 0:
@@ -275,6 +284,7 @@ def fit_table(
     ca_fmt, cb_fmt = _coef_formats(intercept_format, slope_format)
     f = FUNCTIONS[func]
     bps = np.asarray(breakpoints, dtype=np.int64)
+    _check_grid(in_fmt, bps, int(x_hi))
     ends = np.append(bps[1:] - 1, x_hi)
     scale = in_fmt.lsb
     slopes_v = np.zeros(bps.shape[0])
@@ -347,20 +357,49 @@ def uniform_table(
     )
 
 
-def _table_from_values(func, kind, in_fmt, out_fmt, bps_v, x_hi_v, inter_v, slopes_v, ca, cb):
+def _table_from_lines(func, kind, in_fmt, out_fmt, starts, lines, top, ca, cb, *, open_below=0):
+    """A table of the piecewise-linear function ``y = m_s·x + c_s`` from ``start_s`` to
+    ``start_{s+1}``, held at its end values outside ``[start_0, top]``.
+
+    Segment ``s`` takes the input codes at or above ``start_s``; for ``0 < s < open_below``
+    only those above it (a mirrored negative half owns its upper end, not its lower one).
+    A start that is not a code thus moves to the next code, and the intercept is the line's
+    value *there*. Starts below the format's range move to its first code (the last of them
+    wins); segments starting past ``top`` or the range are dropped; ``x_hi`` is the last code
+    at or below ``top``. Where the starts and ``top`` are codes or out of range, the table is
+    the function at every code, up to the rounding of its coefficients.
+    """
     in_fmt, out_fmt = parse_format(in_fmt), parse_format(out_fmt)
     ca_fmt, cb_fmt = _coef_formats(ca, cb)
-    bps = in_fmt.from_float(bps_v, what=f"{kind} breakpoints")
-    keep = np.append(True, np.diff(bps) > 0)  # a coarse input format merges breakpoints
+    scale = Fraction(2) ** in_fmt.frac  # codes per unit of input value
+    x_hi = min(max(math.floor(Fraction(top) * scale), in_fmt.code_min), in_fmt.code_max)
+    firsts = [
+        max(
+            math.floor(Fraction(x) * scale) + 1
+            if 0 < s < open_below
+            else math.ceil(Fraction(x) * scale),
+            in_fmt.code_min,
+        )
+        for s, x in enumerate(starts)
+    ]
+    bps, inter, slopes = [], [], []
+    for first, (m, c) in zip(firsts, lines):
+        if bps and first <= bps[-1]:  # a later start on the same code supersedes
+            bps.pop(), inter.pop(), slopes.pop()
+        if first > x_hi and bps:
+            break
+        bps.append(min(first, x_hi))
+        inter.append(m * float(Fraction(bps[-1]) / scale) + c)  # the line at its first code
+        slopes.append(m)
     return PwlTable(
         in_fmt,
         out_fmt,
         ca_fmt,
         cb_fmt,
-        bps[keep],
-        int(in_fmt.from_float(x_hi_v)),
-        ca_fmt.from_float(np.asarray(inter_v)[keep], what=f"{kind} intercepts"),
-        cb_fmt.from_float(np.asarray(slopes_v)[keep], what=f"{kind} slopes"),
+        np.array(bps, dtype=np.int64),
+        int(x_hi),
+        ca_fmt.from_float(inter, what=f"{kind} intercepts"),
+        cb_fmt.from_float(slopes, what=f"{kind} slopes"),
         info={"function": func, "kind": kind},
     )
 
@@ -376,15 +415,23 @@ def plan_table(func: str, in_fmt, out_fmt, *, intercept_format=None, slope_forma
     odd = 0.0 if func == "tanh" else 1.0
     points, lines = [], []
     for (end, _, _), (_, m, c) in zip(pos[1:][::-1], pos[:-1][::-1]):
-        points.append(-end)  # [start, end) mirrored is [−end, −start)
+        points.append(-end)  # [start, end) mirrored is (−end, −start]
         lines.append((m, odd - c))  # y = odd − (m·(−x) + c) = m·x + (odd − c)
     for start, m, c in pos[:-1]:
         points.append(start)
         lines.append((m, c))
-    inter = [m * x + c for x, (m, c) in zip(points, lines)]  # the line's value at its start
-    slopes = [m for m, _ in lines]
-    return _table_from_values(
-        func, "plan", in_fmt, out_fmt, points, top, inter, slopes, intercept_format, slope_format
+    # PLAN jumps at ±2.375, so which side owns the code −2.375 matters: the outer one
+    return _table_from_lines(
+        func,
+        "plan",
+        in_fmt,
+        out_fmt,
+        points,
+        lines,
+        top,
+        intercept_format,
+        slope_format,
+        open_below=len(pos) - 1,
     )
 
 
@@ -392,10 +439,9 @@ def hard_table(func: str, in_fmt, out_fmt, *, intercept_format=None, slope_forma
     """Hard σ (clip(0.2x + 0.5, 0, 1), the Keras form) or hard tanh (clip(x, −1, 1))."""
     _check_function(func)
     half = 2.5 if func == "sigmoid" else 1.0
-    slope = 0.2 if func == "sigmoid" else 1.0
-    low = 0.0 if func == "sigmoid" else -1.0
-    return _table_from_values(
-        func, "hard", in_fmt, out_fmt, [-half], half, [low], [slope], intercept_format, slope_format
+    line = (0.2, 0.5) if func == "sigmoid" else (1.0, 0.0)
+    return _table_from_lines(
+        func, "hard", in_fmt, out_fmt, [-half], [line], half, intercept_format, slope_format
     )
 
 

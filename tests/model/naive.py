@@ -9,6 +9,7 @@ or a :class:`Fmt`).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from fractions import Fraction
 from typing import NamedTuple
@@ -33,9 +34,15 @@ def code_range(fmt) -> tuple[int, int]:
     return 0, 2**fmt.width - 1
 
 
+@functools.lru_cache(maxsize=4096)
+def pow2(k: int) -> Fraction:
+    """2**k exactly, also for k < 0."""
+    return Fraction(2) ** k
+
+
 def value_of(code: int, fmt) -> Fraction:
     """A code means ``k * 2**-F``."""
-    return Fraction(code) * Fraction(2) ** (-frac_bits(fmt))
+    return code * pow2(-frac_bits(fmt))
 
 
 def _round(scaled: Fraction, q: str, negative: bool) -> int:
@@ -99,7 +106,7 @@ def to_code_flagged(value, fmt) -> tuple[int, bool]:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN or Inf has no code")
     value = Fraction(value)  # a float is taken exactly
-    scaled = value * Fraction(2) ** frac_bits(fmt)
+    scaled = value * pow2(frac_bits(fmt))
     k = _round(scaled, fmt.q, value < 0)  # quantization first...
     if _in_range(k, fmt):
         return k, False
@@ -117,13 +124,15 @@ def convert(code: int, src, dst) -> int:
 
 def quantize(v: int, src_frac: int, dst) -> tuple[int, bool]:
     """The exact value ``v * 2**-src_frac`` to ``(code, overflowed)`` of ``dst``."""
-    return to_code_flagged(Fraction(v) * Fraction(2) ** (-src_frac), dst)
+    return to_code_flagged(v * pow2(-src_frac), dst)
 
 
 # --------------------------------------------------------------------------- SPEC §3
 
 
 class Table(NamedTuple):
+    """A table of SPEC §3: formats, and codes as Python integers."""
+
     in_fmt: object
     out_fmt: object
     ca_fmt: object
@@ -133,21 +142,29 @@ class Table(NamedTuple):
     intercepts: list
     slopes: list
 
+    @classmethod
+    def of(cls, t) -> Table:
+        """From any object with these fields (a ``model.pwl.PwlTable``)."""
+        ints = [[int(v) for v in getattr(t, k)] for k in ("breakpoints", "intercepts", "slopes")]
+        bps, intercepts, slopes = ints
+        fmts = (t.in_fmt, t.out_fmt, t.ca_fmt, t.cb_fmt)
+        return cls(*fmts, bps, int(t.x_hi), intercepts, slopes)
 
-def pwl_exact(x: int, t) -> Fraction:
-    """The exact ``y`` of SPEC §3 for input code ``x`` (any object with Table's fields)."""
-    bps = [int(b) for b in t.breakpoints]
-    x_c = min(max(x, bps[0]), int(t.x_hi))
+
+def pwl_exact(x: int, t: Table) -> Fraction:
+    """The exact ``y`` of SPEC §3 for input code ``x``."""
+    bps = t.breakpoints
+    x_c = min(max(x, bps[0]), t.x_hi)
     s = bisect.bisect_right(bps, x_c) - 1  # the largest s with b_s <= x_c
     d = x_c - bps[s]
     assert d >= 0
     f_a = frac_bits(t.ca_fmt)
     f_bd = frac_bits(t.cb_fmt) + frac_bits(t.in_fmt)
-    a = Fraction(int(t.intercepts[s])) * Fraction(2) ** (-f_a)
-    b = Fraction(int(t.slopes[s]) * d) * Fraction(2) ** (-f_bd)
+    a = t.intercepts[s] * pow2(-f_a)
+    b = t.slopes[s] * d * pow2(-f_bd)
     return a + b
 
 
-def pwl(x: int, t) -> int:
+def pwl(x: int, t: Table) -> int:
     """The output code of SPEC §3 for input code ``x``."""
     return to_code(pwl_exact(x, t), t.out_fmt)

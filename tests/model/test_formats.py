@@ -253,7 +253,7 @@ def _small_formats(widths, ints):
 
 
 SRC_SMALL = _small_formats([1, 3, 5], [-2, 0, 2, 7])
-DST_SMALL = [(s, w, i) for s in (True, False) for w in (1, 2, 3) for i in (-3, -1, 0, 1, 2, 4, 6)]
+DST_SMALL = [(s, w, i) for s in (True, False) for w in (1, 2, 3) for i in (-3, 0, 1, 2, 5)]
 
 
 @pytest.mark.parametrize("q,o", MODES)
@@ -278,7 +278,7 @@ def test_quantize_flag_exhaustive(q, o):
     for s, w, i in DST_SMALL:
         dst = Format(s, w, i, q, o)
         for src_frac in (-2, 0, 1, 3):
-            for v in range(-40, 41):
+            for v in range(-24, 25):
                 assert quantize(v, src_frac, *dst.args()) == naive.quantize(v, src_frac, dst), (
                     v,
                     src_frac,
