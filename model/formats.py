@@ -22,6 +22,8 @@ TRN, TRN_ZERO, RND, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV = range(7)
 WRAP, SAT, SAT_ZERO, SAT_SYM = range(4)
 
 MAX_WIDTH = 32
+#: |I| bound: far past any useful format, and keeps every shift of a kernel inside int64
+MAX_INT_BITS = 1 << 16
 #: Exact intermediate values must stay below 2**ACC_LIMIT in magnitude (SPEC §2: 62 bits
 #: including the sign), so int64 never wraps inside a kernel.
 ACC_BITS = 62
@@ -50,8 +52,11 @@ class Format:
             raise FormatError(
                 f"format width W must be an integer from 1 to {MAX_WIDTH}, not {self.width!r}"
             )
-        if not isinstance(self.int_bits, int):
-            raise FormatError(f"format integer bits I must be an integer, not {self.int_bits!r}")
+        if not isinstance(self.int_bits, int) or abs(self.int_bits) > MAX_INT_BITS:
+            raise FormatError(
+                f"format integer bits I must be an integer from {-MAX_INT_BITS} to "
+                f"{MAX_INT_BITS}, not {self.int_bits!r}"
+            )
         if self.q not in Q_MODES:
             raise FormatError(
                 f"quantization mode must be one of {', '.join(Q_MODES)}, not {self.q!r}"

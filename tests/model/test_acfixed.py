@@ -207,7 +207,7 @@ def converter() -> Path:
     src = exe.with_suffix(".cpp")
     src.write_text(source)
     tmp = exe.with_name(f"{exe.name}.tmp{os.getpid()}")
-    cmd = [gxx, "-std=c++17", "-O1", "-w", f"-I{headers / AC_DIR}", f"-I{headers / AP_DIR}"]
+    cmd = [gxx, "-std=c++17", "-O0", "-w", f"-I{headers / AC_DIR}", f"-I{headers / AP_DIR}"]
     out = subprocess.run([*cmd, str(src), "-o", str(tmp)], capture_output=True, text=True)
     assert out.returncode == 0, f"g++ failed on {src}:\n{out.stderr[-3000:]}"
     tmp.rename(exe)

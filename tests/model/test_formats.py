@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from model.formats import (
+    MAX_INT_BITS,
     MAX_WIDTH,
     O_MODES,
     Q_MODES,
@@ -81,11 +82,32 @@ def test_parse_errors_name_the_value(text, names):
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs", [{"width": 33}, {"width": 0}, {"width": 8.0}, {"int_bits": 2.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"width": 33},
+        {"width": 0},
+        {"width": 8.0},
+        {"int_bits": 2.5},
+        {"int_bits": 2**62},  # shifts past int64 would wrap inside the kernel
+        {"int_bits": -(2**62)},
+        {"q": "RND_CONV_ODD"},  # ac_fixed has it, SPEC does not
+        {"o": "WRAP_SM"},  # ap_fixed has it, SPEC does not
+    ],
+)
 def test_format_rejects_bad_parameters(kwargs):
     args = {"signed": True, "width": 8, "int_bits": 2} | kwargs
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError) as info:
         Format(**args)
+    assert repr(next(iter(kwargs.values()))) in str(info.value)
+
+
+def test_int_bits_limits_are_usable():
+    big = Format(True, 8, MAX_INT_BITS, "TRN", "SAT")
+    tiny = Format(True, 8, -MAX_INT_BITS, "TRN", "SAT")
+    assert big.convert([5, -5], tiny).tolist() == [0, -1]  # far below one LSB
+    assert tiny.convert([5, -5], big).tolist() == [127, -128]  # far past the range
+    assert big.from_float([1e300, -1e-300]).tolist() == [0, -1]
 
 
 def test_format_properties():
