@@ -117,7 +117,10 @@ class Config:
         src, dst, func = ACTIVATIONS[act]
         s = self.table_settings(act)
         fmts = (self.formats[src], self.formats[dst])
-        coef = {"intercept_format": s.get("intercept_format"), "slope_format": s.get("slope_format")}
+        coef = {
+            "intercept_format": s.get("intercept_format"),
+            "slope_format": s.get("slope_format"),
+        }
         try:
             if s["kind"] == "auto":
                 return smallest_uniform_table(
@@ -289,7 +292,7 @@ def parse_config(data: dict, *, base: Path, source: Path | None = None) -> Confi
             f"{', '.join(TOP_KEYS)}"
         )
     if "model" not in data:
-        raise ConfigError("the config names no model: add model = \"path/to/model.onnx\"")
+        raise ConfigError('the config names no model: add model = "path/to/model.onnx"')
     model_path = (base / str(data["model"])).resolve()
     fmt_section = dict(data.get("formats", {}))
     default = fmt_section.pop("default", None)
