@@ -1,0 +1,340 @@
+"""The streaming LSTM core: AXI4-Stream in, P MAC lanes, cell updates, AXI4-Stream out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.cell import TRACE, CellUpdate
+from hdl.fixed import bits_for, fmt_shape, pick
+from hdl.mac import GateMacLane, operand_width
+from model.qmodel import QuantizedModel
+
+#: keys of the manifest's ``hardware`` section that a config may set
+HARDWARE_KEYS = ("lanes",)
+
+
+def valid_lanes(hidden_size: int) -> list[int]:
+    """Lane counts the core can build for ``hidden_size``: 1, 2 and multiples of 4 dividing 4H."""
+    h4 = 4 * hidden_size
+    return [p for p in range(1, h4 + 1) if h4 % p == 0 and (p in (1, 2) or p % 4 == 0)]
+
+
+def check_lanes(qmodel: QuantizedModel, lanes) -> int:
+    """``lanes`` as an int, or a ValueError that lists the lane counts that work."""
+    ok = valid_lanes(qmodel.hidden_size)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes not in ok:
+        raise ValueError(
+            f"[hardware] lanes = {lanes!r} cannot be built for hidden_size "
+            f"{qmodel.hidden_size}: each lane owns whole rows of the 4H = "
+            f"{4 * qmodel.hidden_size} gate rows and a hidden unit's four gates must finish "
+            f"together, so lanes must be 1, 2 or a multiple of 4 that divides 4H; choose one "
+            f"of {ok}"
+        )
+    return lanes
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Cycle counts of :class:`LstmCore` for a model and a lane count (see its docstring)."""
+
+    lanes: int
+    groups: int  # G: row groups per step; each lane computes G rows
+    columns: int  # K = I + H: products per row
+    cell_units: int  # cell updates side by side, one per four lanes
+    min_cycles: int  # ceil(4H(I+H) / P): no design with P lanes takes fewer cycles per step
+    pipeline_depth: int
+
+    @classmethod
+    def of(cls, qmodel: QuantizedModel, lanes: int) -> Schedule:
+        lanes = check_lanes(qmodel, lanes)
+        h, k = qmodel.hidden_size, qmodel.input_size + qmodel.hidden_size
+        return cls(
+            lanes=lanes,
+            groups=4 * h // lanes,
+            columns=k,
+            cell_units=max(1, lanes // 4),
+            min_cycles=math.ceil(4 * h * k / lanes),
+            pipeline_depth=GateMacLane.latency + CellUpdate.latency_for(qmodel) + 1,
+        )
+
+    @property
+    def mac_cycles(self) -> int:
+        """G * K cycles in which the lanes issue products."""
+        return self.groups * self.columns
+
+    @property
+    def cycles_per_step(self) -> int:
+        """Cycles between the starts of two steps when input and output never wait."""
+        return self.mac_cycles + self.pipeline_depth
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input beat's transfer to its output beat's tvalid, when idle."""
+        return self.cycles_per_step + 2
+
+    def hardware(self) -> dict:
+        """The manifest's ``hardware`` section."""
+        return {
+            "lanes": self.lanes,
+            "cell_units": self.cell_units,
+            "cycles_per_step": self.cycles_per_step,
+            "latency": self.latency,
+            "mac_cycles_per_step": self.mac_cycles,
+            "min_cycles_per_step": self.min_cycles,
+            "pipeline_depth": self.pipeline_depth,
+            "interface": "axi4-stream",
+            "clock": "clk",
+            "reset": "rst (synchronous, active high)",
+        }
+
+
+class LstmCore(wiring.Component):
+    """The LSTM of SPEC §2 behind the AXI4-Stream ports of SPEC §5.
+
+    Ports (all in the ``sync`` domain, Verilog ``clk`` and synchronous ``rst``):
+    ``s_axis_tdata`` (``I * W_x`` bits, element k in bits ``[k*W_x +: W_x]``),
+    ``s_axis_tvalid``, ``s_axis_tready``, ``s_axis_tlast`` (one beat per step, tlast on a
+    sequence's last step); ``m_axis_tdata`` (``H * W_h`` bits), ``m_axis_tvalid``,
+    ``m_axis_tready``, ``m_axis_tlast``: one beat per step with ``output == "sequence"``
+    (tlast on the last step), one beat with ``h_T`` per sequence with ``"last"``. After a
+    step with tlast the state is zero again. ``s_axis_tready`` and all ``m_axis_*`` outputs
+    come straight from registers.
+
+    Schedule: ``lanes`` = P :class:`hdl.mac.GateMacLane` s each own ``4H / P`` gate rows
+    (unit-major: row group k of lane l is gate ``(kP + l) % 4`` of unit ``(kP + l) // 4``)
+    and take one column of ``[x_t ; h_{t-1}]`` per cycle, so a step issues
+    ``G * K = (4H / P) * (I + H)`` = ``ceil(4H(I+H) / P)`` MAC cycles. A hidden unit's
+    pre-activations go to one of ``max(1, P / 4)`` :class:`hdl.cell.CellUpdate` s as soon
+    as its four rows finish, overlapping the MACs of later units. A step ends when every
+    unit's ``c_t``, ``h_t`` is written; the next step starts in the same cycle. Hence
+
+        cycles_per_step = G * K + GateMacLane.latency + CellUpdate.latency + 1
+        latency         = cycles_per_step + 2   (input transfer to output valid, when idle)
+
+    (:class:`Schedule`). Output back-pressure stalls the step's end; input beats wait in a
+    one-beat holding register.
+
+    For a testbench, these signals of the top module keep their names in the Verilog (they
+    cost nothing after synthesis: nothing reads them). For each cell update ``u`` (0 to
+    ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is high, ``trace<u>_unit`` is the
+    hidden unit j that just finished and ``trace<u>_pre_i``, ``_pre_f``, ``_pre_g``, ``_pre_o``
+    (after its peephole term), ``_i``, ``_f``, ``_g``, ``_o``, ``_c``, ``_tanh_cell``,
+    ``_h`` are its codes of this step, as in :func:`model.lstm.run_fixed`'s trace.
+    ``cell_state_<j>`` and ``h_state_<j>`` hold ``c_{t-1}``, ``h_{t-1}`` of the running step,
+    ``h_work_<j>`` collects ``h_t``; ``step_start`` and ``step_commit`` pulse when a step
+    begins and ends. Submodules: ``lane<l>`` (MAC lanes), ``cell<u>`` (cell updates).
+    """
+
+    def __init__(self, *, qmodel: QuantizedModel, lanes: int = 1):
+        if not isinstance(qmodel, QuantizedModel):
+            raise TypeError(f"qmodel must be a model.qmodel.QuantizedModel, not {qmodel!r}")
+        self._qm = qmodel
+        try:
+            self._lanes = check_lanes(qmodel, lanes)
+        except ValueError:
+            self._MustUse__silence = True  # a rejected core is not an unused one
+            raise
+        self._probes = {}
+        wx = qmodel.formats["x"].width
+        wh = qmodel.formats["h"].width
+        super().__init__(
+            {
+                "s_axis_tdata": In(qmodel.input_size * wx),
+                "s_axis_tvalid": In(1),
+                "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(qmodel.hidden_size * wh),
+                "m_axis_tvalid": Out(1),
+                "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1),
+            }
+        )
+
+    # ------------------------------------------------------------------ the schedule
+
+    @property
+    def qmodel(self) -> QuantizedModel:
+        return self._qm
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.of(self._qm, self._lanes)
+
+    @property
+    def cycles_per_step(self) -> int:
+        return self.schedule.cycles_per_step
+
+    @property
+    def latency(self) -> int:
+        return self.schedule.latency
+
+    def hardware(self) -> dict:
+        """The manifest's ``hardware`` section for this core."""
+        return self.schedule.hardware()
+
+    def _row(self, group: int, lane: int) -> tuple[int, int, int]:
+        """(model row, unit, gate) of lane ``lane`` in row group ``group``."""
+        r = group * self._lanes + lane
+        unit, gate = divmod(r, 4)
+        return gate * self._qm.hidden_size + unit, unit, gate
+
+    @property
+    def probes(self) -> dict:
+        """The ``trace<u>_*`` signals by name, once elaborated (for the Amaranth simulator)."""
+        return dict(self._probes)
+
+    # ------------------------------------------------------------------ the circuit
+
+    def elaborate(self, platform):
+        qm = self._qm
+        f = qm.formats
+        n_in, h = qm.input_size, qm.hidden_size
+        sch = self.schedule
+        p, g_len, k_len, u_len = self._lanes, sch.groups, sch.columns, sch.cell_units
+        per_unit = max(1, 4 // p)  # row groups per hidden unit when P < 4
+        m = Module()
+        self._probes = {}
+
+        # ---- state
+        x_shape, h_shape, c_shape = fmt_shape(f["x"]), fmt_shape(f["h"]), fmt_shape(f["cell"])
+        x_next = [Signal(x_shape, name=f"x_next_{k}") for k in range(n_in)]
+        x_next_valid = Signal(name="x_next_valid")
+        x_next_last = Signal(name="x_next_last")
+        x_cur = [Signal(x_shape, name=f"x_cur_{k}") for k in range(n_in)]
+        cur_last = Signal(name="cur_last")
+        h_state = [Signal(h_shape, name=f"h_state_{j}") for j in range(h)]
+        h_work = [Signal(h_shape, name=f"h_work_{j}") for j in range(h)]
+        cell_state = [Signal(c_shape, name=f"cell_state_{j}") for j in range(h)]
+        busy = Signal(name="busy")
+        issuing = Signal(name="issuing")
+        addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
+        col = Signal(unsigned(bits_for(k_len - 1)), name="mac_col")
+        grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
+        done = Signal(unsigned(bits_for(h)), name="units_done")
+
+        # ---- input holding register: tready comes from a register
+        m.d.comb += self.s_axis_tready.eq(~x_next_valid)
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            wx = f["x"].width
+            for k in range(n_in):
+                m.d.sync += x_next[k].eq(self.s_axis_tdata[k * wx : (k + 1) * wx])
+            m.d.sync += [x_next_valid.eq(1), x_next_last.eq(self.s_axis_tlast)]
+
+        # ---- the MAC lanes: one column of [x_t ; h_{t-1}] per cycle, shared by all lanes
+        opw = operand_width(qm)
+        operand = Signal(signed(opw), name="mac_operand")
+        m.d.comb += operand.eq(pick([*x_cur, *h_state], col))
+        lanes = []
+        for lane in range(p):
+            rows = [self._row(k, lane)[0] for k in range(g_len)]
+            m.submodules[f"lane{lane}"] = mac = GateMacLane(qmodel=qm, rows=rows)
+            lanes.append(mac)
+            beat = mac.i.payload
+            m.d.comb += [
+                mac.i.valid.eq(issuing),
+                beat.addr.eq(addr),
+                beat.slot.eq(grp),
+                beat.first.eq(col == 0),
+                beat.last.eq(col == k_len - 1),
+                beat.is_h.eq(col >= n_in),
+                beat.operand.eq(operand),
+            ]
+            if mac.peephole:
+                units = [self._row(k, lane)[1] for k in range(g_len)]
+                m.d.comb += beat.cell.eq(pick([cell_state[j] for j in units], grp))
+        with m.If(issuing):
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(col == k_len - 1):
+                m.d.sync += [col.eq(0), grp.eq(grp + 1)]
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+            with m.If(addr == g_len * k_len - 1):
+                m.d.sync += issuing.eq(0)
+
+        # ---- gather a unit's four rows; P < 4 stages the early ones in registers
+        out0 = lanes[0].o
+        slot = out0.payload.slot
+        phase = slot[: (per_unit - 1).bit_length()] if per_unit > 1 else 0
+        cells = []
+        for u in range(u_len):
+            m.submodules[f"cell{u}"] = cell = CellUpdate(qmodel=qm)
+            cells.append(cell)
+            ci = cell.i.payload
+            for gate, name in enumerate(("pre_i", "pre_f", "pre_g", "pre_o")):
+                lane_ix = 4 * u + gate if p >= 4 else gate % p
+                field = "acc" if (gate == 3 and qm.peephole) else "preact"
+                value = getattr(lanes[lane_ix].o.payload, field)
+                if p < 4 and gate // p < per_unit - 1:
+                    staged = Signal(value.shape(), name=f"staged_{name}")
+                    with m.If(out0.valid & (phase == gate // p)):
+                        m.d.sync += staged.eq(value)
+                    value = staged
+                m.d.comb += getattr(ci, name).eq(value)
+            units = [self._row(k, 4 * u if p >= 4 else 0)[1] for k in range(g_len)]
+            unit = Signal(ci.unit.shape(), name=f"cell{u}_unit")
+            m.d.comb += [
+                unit.eq(pick(units, slot)),
+                ci.unit.eq(unit),
+                ci.cell.eq(pick(cell_state, unit)),
+                cell.i.valid.eq(out0.valid & (phase == per_unit - 1)),
+            ]
+            res = cell.o.payload
+            # named copies for a testbench: this unit's values of SPEC §2 as it finishes
+            shown = {"valid": cell.o.valid, "unit": res.unit, "c": res.c, "h": res.h}
+            shown.update({name: getattr(cell, f"trace_{name}") for name in TRACE})
+            for name, value in shown.items():
+                probe = Signal(value.shape(), name=f"trace{u}_{name}")
+                m.d.comb += probe.eq(value)
+                self._probes[f"trace{u}_{name}"] = probe
+            for j in range(h):
+                if j % u_len != u:
+                    continue
+                with m.If(cell.o.valid & (res.unit == j)):
+                    m.d.sync += [cell_state[j].eq(res.c), h_work[j].eq(res.h)]
+        with m.If(cells[0].o.valid):
+            m.d.sync += done.eq(done + u_len)
+
+        # ---- the end of a step: commit the state, offer h_t, start the next step
+        emit = Const(1, 1) if qm.output == "sequence" else cur_last
+        out_free = ~self.m_axis_tvalid | self.m_axis_tready
+        commit = Signal(name="step_commit")
+        start = Signal(name="step_start")
+        m.d.comb += [
+            commit.eq(busy & ~issuing & (done == h) & (out_free | ~emit)),
+            start.eq((~busy | commit) & x_next_valid),
+        ]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += self.m_axis_tvalid.eq(0)
+        with m.If(commit):
+            m.d.sync += [done.eq(0), busy.eq(0)]
+            for j in range(h):
+                m.d.sync += h_state[j].eq(h_work[j])
+            with m.If(cur_last):  # the next sequence starts from zero
+                m.d.sync += [v.eq(0) for v in (*h_state, *cell_state)]
+            with m.If(emit):
+                m.d.sync += [
+                    self.m_axis_tdata.eq(Cat(*h_work)),
+                    self.m_axis_tvalid.eq(1),
+                    self.m_axis_tlast.eq(cur_last),
+                ]
+        with m.If(start):
+            m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
+            m.d.sync += [
+                cur_last.eq(x_next_last),
+                x_next_valid.eq(0),
+                busy.eq(1),
+                issuing.eq(1),
+                addr.eq(0),
+                col.eq(0),
+                grp.eq(0),
+            ]
+        return m

