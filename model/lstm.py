@@ -18,7 +18,10 @@ from model.formats import quantize
 from model.pwl import FUNCTIONS, evaluate
 from model.qmodel import POINTS, QuantizedModel, SumTerm, exact_sum
 
-FLOAT_EXACT_BITS = 53
+#: the widest signed integer sum each float dtype holds exactly (every partial sum included)
+FLOAT_EXACT_BITS = {"float32": 24, "float64": 53}
+#: tables whose input format has at most this many bits are evaluated once into a LUT
+LUT_MAX_BITS = 16
 #: trace entries of the fixed model: name -> per-step width as a multiple of H
 TRACE = {"preact": 4, "i": 1, "f": 1, "g": 1, "o": 1, "c": 1, "tanh_cell": 1, "h": 1}
 
@@ -156,151 +159,253 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     codes at every quantization point per step (see :data:`TRACE`).
     """
     x = _check_batch(x_codes, qm.input_size, int)
-    x = qm.formats["x"].check_codes(x, what="input codes")
-    n, t_len, _ = x.shape
+    x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
+    n, t_len, i_size = x.shape
     h_size = qm.hidden_size
-    f = qm.formats
-    wx = SumTerm("w*x", qm.input_size, (f["w"], f["x"]))
-    rh = SumTerm("r*h", h_size, (f["r"], f["h"]))
-    pre_frac, _ = exact_sum(qm.sums()["preact"])
-    blas_x = exact_sum([wx])[1] <= FLOAT_EXACT_BITS
-    blas_h = exact_sum([rh])[1] <= FLOAT_EXACT_BITS
-    wt = np.ascontiguousarray(qm.w.T)
-    rt = np.ascontiguousarray(qm.r.T)
-    wt_f, rt_f = wt.astype(np.float64), rt.astype(np.float64)
-    p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
-    consts = _step_constants(qm, pre_frac, wx.frac, rh.frac)
-    tables = tuple(qm.tables[k].kernel_args() for k in ("sigmoid", "tanh", "tanh_cell"))
+    plan = _Plan(qm)
 
-    h = np.zeros((n, h_size), dtype=np.int64)
+    # buf holds [x_t | h_{t-1} | 1] per sequence, so one GEMM with plan.weights gives
+    # W x_t + R h_{t-1} + b for all 4H rows; the step kernel writes h_t and x_{t+1} into it
+    buf = np.zeros((n, i_size + h_size + 1), dtype=plan.dtype)
+    buf[:, :i_size] = x[:, 0]
+    buf[:, -1] = 1
+    acc = np.empty((n, 4 * h_size), dtype=plan.dtype)
     c = np.zeros((n, h_size), dtype=np.int64)
-    h_out = np.empty((n, t_len, h_size) if qm.output == "sequence" else (n, h_size), np.int64)
+    seq = qm.output == "sequence"
+    h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
     counts = np.zeros((n, len(POINTS)), dtype=np.int64)
-    tr = {k: np.empty((n, t_len, m * h_size), np.int64) for k, m in TRACE.items()} if trace else {}
-    step_tr = np.empty((n, 11 * h_size) if trace else (0, 0), dtype=np.int64)
-
-    # the input products of a block of steps at once: one large GEMM
-    block = max(1, min(t_len, (1 << 22) // max(1, n * 4 * h_size)))
-    for t0 in range(0, t_len, block):
-        xs = x[:, t0 : t0 + block]
-        acc_x = _dot(xs.reshape(-1, qm.input_size), wt, wt_f, blas_x).reshape(
-            n, xs.shape[1], 4 * h_size
+    width = sum(TRACE.values()) * h_size
+    tr_all = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
+    for t in range(t_len):
+        plan.gemm(buf, acc)
+        # every array reaches the kernel C-contiguous, whole, with the step as an index: one
+        # compiled specialization per GEMM dtype, however the caller's arrays were laid out
+        _cell_step(
+            acc,
+            buf,
+            x,
+            min(t + 1, t_len - 1),
+            plan.p,
+            c,
+            h_out,
+            t if seq else 0,
+            counts,
+            tr_all,
+            t,
+            plan.consts,
+            *plan.tables,
         )
-        for dt in range(xs.shape[1]):
-            acc_h = _dot(h, rt, rt_f, blas_h)
-            _step(acc_x[:, dt], acc_h, qm.b, p, c, h, counts, step_tr, consts, *tables)
-            t = t0 + dt
-            if qm.output == "sequence":
-                h_out[:, t] = h
-            if trace:
-                col = 0
-                for k, m in TRACE.items():
-                    tr[k][:, t] = step_tr[:, col : col + m * h_size]
-                    col += m * h_size
-    if qm.output == "last":
-        h_out[:] = h
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
-    return FixedResult(h_out, overflow, tr if trace else None)
+    tr = None
+    if trace:
+        tr, col = {}, 0
+        for k, m in TRACE.items():
+            tr[k] = np.ascontiguousarray(tr_all[:, :, col : col + m * h_size])
+            col += m * h_size
+    return FixedResult(h_out if seq else h_out[:, 0], overflow, tr)
 
 
-def _dot(a: np.ndarray, bt: np.ndarray, bt_f: np.ndarray, blas: bool) -> np.ndarray:
-    """Exact a @ bt for int64 codes: float64 BLAS when the caller proved it exact."""
-    if blas:
-        return (a.astype(np.float64) @ bt_f).astype(np.int64)
-    return _int_matmul(np.ascontiguousarray(a), bt)
+def _preact_gemm(qm: QuantizedModel) -> tuple[list[SumTerm], int, int]:
+    """The terms of the fused GEMM (w*x, r*h, b), their common fraction and signed width."""
+    f = qm.formats
+    terms = [
+        SumTerm("w*x", qm.input_size, (f["w"], f["x"])),
+        SumTerm("r*h", qm.hidden_size, (f["r"], f["h"])),
+        SumTerm("b", 1, (f["b"],)),
+    ]
+    frac, bits = exact_sum(terms)
+    return terms, frac, bits
+
+
+def _gemm_kind(qm: QuantizedModel) -> str:
+    """The narrowest dtype in which every partial sum of the fused GEMM is an exact integer."""
+    bits = _preact_gemm(qm)[2]
+    for kind, exact in FLOAT_EXACT_BITS.items():
+        if bits <= exact:
+            return kind
+    return "int64"
+
+
+class _Plan:
+    """How to run one model: the fused GEMM's dtype and weights, the kernel's constants."""
+
+    def __init__(self, qm: QuantizedModel):
+        f = qm.formats
+        terms, gemm_frac, _ = _preact_gemm(qm)
+        self.kind = _gemm_kind(qm)
+        self.dtype = np.dtype(self.kind)
+        # rows of [W^T; R^T; b] pre-shifted to gemm_frac: exact in this dtype (see _gemm_kind)
+        wx, rh, b = terms
+        weights = np.concatenate(
+            [
+                qm.w.T << (gemm_frac - wx.frac),
+                qm.r.T << (gemm_frac - rh.frac),
+                (qm.b << (gemm_frac - b.frac))[None],
+            ]
+        )
+        self.weights = np.ascontiguousarray(weights.astype(self.dtype))
+        self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
+        pre_frac, _ = exact_sum(qm.sums()["preact"])
+        cell_frac, _ = exact_sum(qm.sums()["cell"])
+        p_frac = f["p"].frac + f["cell"].frac if qm.peephole else pre_frac
+        vals = [
+            pre_frac - gemm_frac,
+            pre_frac - p_frac,
+            pre_frac,
+            cell_frac,
+            cell_frac - (f["gate"].frac + f["cell"].frac),
+            cell_frac - (f["gate"].frac + f["cand"].frac),
+            f["gate"].frac + f["tanh_cell"].frac,
+        ]
+        for name in ("preact", "cell", "h"):
+            vals.extend(f[name].args())
+        self.consts = np.array(vals, dtype=np.int64)
+        self.tables = tuple(_lut(qm.tables[k]) for k in ("sigmoid", "tanh", "tanh_cell")) + tuple(
+            qm.tables[k].kernel_args() for k in ("sigmoid", "tanh", "tanh_cell")
+        )
+
+    def gemm(self, buf: np.ndarray, acc: np.ndarray) -> None:
+        if self.kind == "int64":
+            _int_matmul(buf, self.weights, acc)
+        else:
+            np.matmul(buf, self.weights, out=acc)
+
+
+def _lut(table) -> tuple[np.ndarray, np.int64]:
+    """Every output of a table with a narrow input, as ``code << 1 | overflowed``.
+
+    A lookup costs one load where the table's own evaluation costs a search and a
+    rounding. Wide inputs, and outputs too wide for int32 with the flag, get an empty LUT:
+    the kernel evaluates the table instead.
+    """
+    fmt = table.in_fmt
+    if fmt.width > LUT_MAX_BITS or table.out_fmt.width > 30:
+        return np.zeros(0, dtype=np.int32), np.int64(0)
+    lut = np.empty(fmt.code_max - fmt.code_min + 1, dtype=np.int32)
+    _fill_lut(np.int64(fmt.code_min), lut, *table.kernel_args())
+    return lut, np.int64(fmt.code_min)
+
+
+@njit(cache=True)
+def _fill_lut(lo, lut, bps, x_hi, a, b, sa, sb, sum_frac, signed, width, frac, q_mode, o_mode):
+    for k in range(lut.shape[0]):
+        code, over = evaluate(
+            lo + k, bps, x_hi, a, b, sa, sb, sum_frac, signed, width, frac, q_mode, o_mode
+        )
+        lut[k] = (code << 1) | over
+
+
+@njit(cache=True, inline="always")
+def _activate(x, lut, table):
+    """A table's ``(code, overflowed)`` for input code ``x``: from the LUT when there is one."""
+    if lut[0].shape[0] > 0:
+        v = np.int64(lut[0][x - lut[1]])
+        return v >> 1, (v & 1) != 0
+    return evaluate(x, *table)
 
 
 @njit(cache=True, parallel=True)
-def _int_matmul(a, b):
+def _int_matmul(a, b, out):
     m, k_len = a.shape
     n = b.shape[1]
-    out = np.zeros((m, n), dtype=np.int64)
     for i in prange(m):
+        for j in range(n):
+            out[i, j] = 0
         for k in range(k_len):
             av = a[i, k]
             if av != 0:
                 for j in range(n):
                     out[i, j] += av * b[k, j]
-    return out
-
-
-def _step_constants(qm: QuantizedModel, pre_frac: int, x_frac: int, h_frac: int) -> np.ndarray:
-    """Shifts and formats of one step, as one int64 array for the kernel."""
-    f = qm.formats
-    cell_frac, _ = exact_sum(qm.sums()["cell"])
-    gate_cell = f["gate"].frac + f["cell"].frac
-    gate_cand = f["gate"].frac + f["cand"].frac
-    p_frac = f["p"].frac + f["cell"].frac if qm.peephole else pre_frac
-    vals = [
-        pre_frac - x_frac,
-        pre_frac - h_frac,
-        pre_frac - f["b"].frac,
-        pre_frac - p_frac,
-        pre_frac,
-        cell_frac,
-        cell_frac - gate_cell,
-        cell_frac - gate_cand,
-        f["gate"].frac + f["tanh_cell"].frac,
-    ]
-    for name in ("preact", "cell", "h"):
-        vals.extend(f[name].args())
-    return np.array(vals, dtype=np.int64)
 
 
 @njit(cache=True, parallel=True)
-def _step(acc_x, acc_h, b, p, c, h, counts, tr, k, t_sig, t_tanh, t_cell):
-    """One time step for every sequence: updates ``c`` and ``h`` in place."""
+def _cell_step(
+    acc,
+    buf,
+    x,
+    t_next,
+    p,
+    c,
+    h_out,
+    t_out,
+    counts,
+    tr,
+    t,
+    k,
+    lut_sig,
+    lut_tanh,
+    lut_cell,
+    t_sig,
+    t_tanh,
+    t_cell,
+):
+    """One time step for every sequence, from the GEMM's ``acc`` = W x_t + R h_{t-1} + b.
+
+    Updates ``c`` in place, writes ``h_t`` into ``h_out[:, t_out]`` and into ``buf`` (with
+    ``x[:, t_next]``), adds overflows into ``counts`` and, when ``tr`` is not empty, writes
+    the step's trace into ``tr[:, t]``.
+    """
     n, h_size = c.shape
-    sx, sh, sb, sp, pre_frac, cell_frac, s_fc, s_ig, h_frac = k[0:9]
-    pre_fmt = (k[9], k[10], k[11], k[12], k[13])
-    cell_fmt = (k[14], k[15], k[16], k[17], k[18])
-    h_fmt = (k[19], k[20], k[21], k[22], k[23])
+    i_size = x.shape[2]
+    s_acc, s_p, pre_frac, cell_frac, s_fc, s_ig, h_frac = k[0:7]
+    pre_fmt = (k[7], k[8], k[9], k[10], k[11])
+    cell_fmt = (k[12], k[13], k[14], k[15], k[16])
+    h_fmt = (k[17], k[18], k[19], k[20], k[21])
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
     for s in prange(n):
+        n_pre = n_gate = n_cand = n_cell = n_tc = n_h = 0
         for j in range(h_size):
-            pre = np.empty(4, dtype=np.int64)
-            for gate in range(4):
-                row = gate * h_size + j
-                acc = (acc_x[s, row] << sx) + (acc_h[s, row] << sh) + (b[row] << sb)
-                if peep and gate < 2:
-                    acc += (p[gate * h_size + j] * c[s, j]) << sp
-                if gate < 3:
-                    pre[gate], over = quantize(acc, pre_frac, *pre_fmt)
-                    counts[s, 0] += over
-                else:
-                    pre[gate] = acc  # o waits for c_t when there are peepholes
-            i, over_i = evaluate(pre[0], *t_sig)
-            f, over_f = evaluate(pre[1], *t_sig)
-            g, over_g = evaluate(pre[2], *t_tanh)
-            counts[s, 1] += over_i + over_f
-            counts[s, 2] += over_g
-            c_new, over = quantize(
-                ((f * c[s, j]) << s_fc) + ((i * g) << s_ig), cell_frac, *cell_fmt
-            )
-            counts[s, 3] += over
-            acc = pre[3]
-            if peep:
-                acc += (p[2 * h_size + j] * c_new) << sp
-            pre[3], over = quantize(acc, pre_frac, *pre_fmt)
-            counts[s, 0] += over
-            o, over = evaluate(pre[3], *t_sig)
-            counts[s, 1] += over
-            tc, over = evaluate(c_new, *t_cell)
-            counts[s, 4] += over
+            c_old = c[s, j]
+            a_i = np.int64(acc[s, j]) << s_acc
+            a_f = np.int64(acc[s, h_size + j]) << s_acc
+            a_g = np.int64(acc[s, 2 * h_size + j]) << s_acc
+            a_o = np.int64(acc[s, 3 * h_size + j]) << s_acc
+            if peep:  # i and f see c_{t-1}
+                a_i += (p[j] * c_old) << s_p
+                a_f += (p[h_size + j] * c_old) << s_p
+            pre_i, over_i = quantize(a_i, pre_frac, *pre_fmt)
+            pre_f, over_f = quantize(a_f, pre_frac, *pre_fmt)
+            pre_g, over_g = quantize(a_g, pre_frac, *pre_fmt)
+            n_pre += over_i + over_f + over_g
+            i, over_i = _activate(pre_i, lut_sig, t_sig)
+            f, over_f = _activate(pre_f, lut_sig, t_sig)
+            g, over_g = _activate(pre_g, lut_tanh, t_tanh)
+            n_gate += over_i + over_f
+            n_cand += over_g
+            c_new, over = quantize(((f * c_old) << s_fc) + ((i * g) << s_ig), cell_frac, *cell_fmt)
+            n_cell += over
+            if peep:  # o sees c_t
+                a_o += (p[2 * h_size + j] * c_new) << s_p
+            pre_o, over = quantize(a_o, pre_frac, *pre_fmt)
+            n_pre += over
+            o, over = _activate(pre_o, lut_sig, t_sig)
+            n_gate += over
+            tc, over = _activate(c_new, lut_cell, t_cell)
+            n_tc += over
             h_new, over = quantize(o * tc, h_frac, *h_fmt)
-            counts[s, 5] += over
+            n_h += over
             c[s, j] = c_new
+            h_out[s, t_out, j] = h_new
+            buf[s, i_size + j] = h_new
             if want:
-                for gate in range(4):
-                    tr[s, gate * h_size + j] = pre[gate]
+                tr[s, t, j] = pre_i
+                tr[s, t, h_size + j] = pre_f
+                tr[s, t, 2 * h_size + j] = pre_g
+                tr[s, t, 3 * h_size + j] = pre_o
                 base = 4 * h_size
-                tr[s, base + j] = i
-                tr[s, base + h_size + j] = f
-                tr[s, base + 2 * h_size + j] = g
-                tr[s, base + 3 * h_size + j] = o
-                tr[s, base + 4 * h_size + j] = c_new
-                tr[s, base + 5 * h_size + j] = tc
-                tr[s, base + 6 * h_size + j] = h_new
-            # h of this step must not feed this step: the caller computed acc_h before
-            h[s, j] = h_new
+                tr[s, t, base + j] = i
+                tr[s, t, base + h_size + j] = f
+                tr[s, t, base + 2 * h_size + j] = g
+                tr[s, t, base + 3 * h_size + j] = o
+                tr[s, t, base + 4 * h_size + j] = c_new
+                tr[s, t, base + 5 * h_size + j] = tc
+                tr[s, t, base + 6 * h_size + j] = h_new
+        for col in range(i_size):
+            buf[s, col] = x[s, t_next, col]
+        counts[s, 0] += n_pre
+        counts[s, 1] += n_gate
+        counts[s, 2] += n_cand
+        counts[s, 3] += n_cell
+        counts[s, 4] += n_tc
+        counts[s, 5] += n_h

@@ -1,0 +1,116 @@
+"""Throughput of the bit-accurate model against onnxruntime's float32 LSTM operator.
+
+Both run the same batch (N sequences of T steps, I inputs, H hidden) with the same weights
+(ours quantized to SPEC §2's typical formats, ORT's the float32 values of those codes), in one
+process: a warm-up, then the best of several repeats each. Prints sequence-steps per second
+(N * T / seconds) for both and their ratio. The target is a ratio of at least 0.5.
+
+    python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64] [--repeats 7]
+
+The machine may be shared: compare the ratio, which both sides of one run share, not the
+absolute numbers between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from model.formats import parse_format
+from model.lstm import run_fixed
+from model.pwl import uniform_table
+from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, QuantizedModel
+
+ONNX_ORDER = (0, 3, 1, 2)  # SPEC blocks i, f, g, o -> ONNX i, o, f, c
+
+
+def build_model(rng, i_size: int, h_size: int) -> QuantizedModel:
+    fmt = {k: parse_format(v) for k, v in DEFAULT_FORMATS.items()}
+    scale = 1.0 / np.sqrt(h_size)
+    w = fmt["w"].from_float(rng.normal(size=(4 * h_size, i_size)) * scale)
+    r = fmt["r"].from_float(rng.normal(size=(4 * h_size, h_size)) * scale)
+    b = fmt["b"].from_float(rng.normal(size=4 * h_size) * 0.1)
+    tables = {
+        k: uniform_table(fn, fmt[src], fmt[dst], range_log2=3, segments=64)
+        for k, (src, dst, fn) in ACTIVATIONS.items()
+    }
+    return QuantizedModel("bench", i_size, h_size, fmt, w, r, b, tables)
+
+
+def onnx_session(qm: QuantizedModel, t_len: int, n: int) -> ort.InferenceSession:
+    h = qm.hidden_size
+    fmt = qm.formats
+
+    def onnx_blocks(a):
+        return np.concatenate([a[k * h : (k + 1) * h] for k in ONNX_ORDER]).astype(np.float32)
+
+    w = onnx_blocks(fmt["w"].codes_to_values(qm.w))[None]
+    r = onnx_blocks(fmt["r"].codes_to_values(qm.r))[None]
+    b = onnx_blocks(fmt["b"].codes_to_values(qm.b))
+    bias = np.concatenate([b, np.zeros_like(b)])[None]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=h)
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "lstm",
+        [helper.make_tensor_value_info("X", f32, [t_len, n, qm.input_size])],
+        [
+            helper.make_tensor_value_info("Y", f32, [t_len, 1, n, h]),
+            helper.make_tensor_value_info("Y_h", f32, [1, n, h]),
+            helper.make_tensor_value_info("Y_c", f32, [1, n, h]),
+        ],
+        initializer=[numpy_helper.from_array(v, k) for k, v in {"W": w, "R": r, "B": bias}.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: compilation, caches, thread pools
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--t", type=int, default=100)
+    ap.add_argument("--i", type=int, default=32)
+    ap.add_argument("--h", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    qm = build_model(rng, args.i, args.h)
+    x_codes = qm.formats["x"].from_float(rng.normal(size=(args.n, args.t, args.i)))
+    x_onnx = np.ascontiguousarray(
+        qm.formats["x"].codes_to_values(x_codes).astype(np.float32).transpose(1, 0, 2)
+    )
+    session = onnx_session(qm, args.t, args.n)
+
+    t_fixed = best_time(lambda: run_fixed(qm, x_codes), args.repeats)
+    t_ort = best_time(lambda: session.run(None, {"X": x_onnx}), args.repeats)
+
+    # a sanity check that both ran the same network: float32 and fixed differ by a few LSBs
+    h_fixed = qm.formats["h"].codes_to_values(run_fixed(qm, x_codes).h_codes)
+    h_ort = session.run(None, {"X": x_onnx})[0][:, 0].transpose(1, 0, 2)
+    steps = args.n * args.t
+    print(f"batch N={args.n} T={args.t} I={args.i} H={args.h}, best of {args.repeats}")
+    print(f"  max |h_fixed - h_ort|     {np.abs(h_fixed - h_ort).max():.2e}")
+    print(f"  bit-accurate run_fixed    {steps / t_fixed:12,.0f} sequence-steps/s")
+    print(f"  onnxruntime float32 LSTM  {steps / t_ort:12,.0f} sequence-steps/s")
+    print(f"  ratio fixed / ort         {t_ort / t_fixed:12.2f}   (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+"""model/lstm.py: run_fixed bit for bit against the naive SPEC §2-§3 model; run_float.
+
+``naive_lstm`` (this directory) recomputes every quantization point in Fractions, one element
+at a time, from the model's integer codes only. The random configurations below reach every
+Q and O mode at every quantization point, overflowing narrow formats, saturating inputs,
+peepholes, both outputs, lookup/uniform/non-uniform/random tables, and each of the model's
+dot-product paths (float32, float64, int64); ``test_the_random_configs_reach_*`` checks that
+they do, so a change to the generator cannot quietly shrink what is tested.
+"""
+
+from __future__ import annotations
+
+import naive_lstm
+import numpy as np
+import pytest
+
+from model.formats import O_MODES, Q_MODES, Format
+from model.lstm import TRACE, FloatLSTM, _gemm_kind, run_fixed, run_float
+from model.pwl import PwlTable, fit_table, hard_table, plan_table, uniform_table
+from model.qmodel import ACTIVATIONS, POINTS, QuantizedModel
+
+# integer bits a tensor usually has (SPEC §2's table), from which a random format strays
+TYPICAL_INT_BITS = {
+    "x": (1, 6),
+    "w": (0, 3),
+    "r": (0, 3),
+    "b": (1, 6),
+    "p": (0, 3),
+    "preact": (2, 6),
+    "gate": (0, 2),
+    "cand": (1, 2),
+    "cell": (2, 6),
+    "tanh_cell": (1, 2),
+    "h": (1, 6),
+}
+
+
+def random_format(rng, name: str, *, widths=(3, 12)) -> Format:
+    signed = name != "gate" or rng.random() < 0.2
+    if name == "x" and rng.random() < 0.1:
+        signed = False
+    width = int(rng.integers(widths[0], widths[1] + 1))
+    lo, hi = TYPICAL_INT_BITS[name]
+    int_bits = int(rng.integers(lo, hi + 1))
+    if rng.random() < 0.1:  # I outside [1, W]: F > W or F < 0, as ac_fixed allows
+        int_bits = int(rng.choice([-2, -1, width + 1, width + 3]))
+    return Format(signed, width, int_bits, str(rng.choice(Q_MODES)), str(rng.choice(O_MODES)))
+
+
+def random_codes(rng, fmt: Format, shape, *, spread: float | None = None) -> np.ndarray:
+    """Codes spread over a random fraction of the format's range (1.0: all of it)."""
+    spread = spread if spread is not None else float(rng.choice([0.05, 0.2, 0.5, 1.0]))
+    lo = max(fmt.code_min, int(-spread * fmt.max_abs_code) - 1)
+    hi = min(fmt.code_max, int(spread * fmt.max_abs_code) + 1)
+    return rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+
+
+def coef_format(rng) -> Format:
+    width = int(rng.integers(6, 20))
+    return Format(True, width, int(rng.integers(1, 4)), "RND", "SAT")
+
+
+def random_table(rng, func: str, in_fmt: Format, out_fmt: Format) -> PwlTable:
+    """A table of one of the kinds SPEC §3 allows; random integers when a builder declines."""
+    kind = str(rng.choice(["uniform", "lookup", "nonuniform", "random", "plan", "hard"]))
+    ca, cb = coef_format(rng), coef_format(rng)
+    lo, hi = in_fmt.code_min, in_fmt.code_max
+    try:
+        if kind in ("uniform", "lookup"):
+            return uniform_table(
+                func,
+                in_fmt,
+                out_fmt,
+                range_log2=int(rng.integers(0, 4)),
+                segments=int(2 ** rng.integers(0, 5)),
+                fit=str(rng.choice(["minimax", "lsq", "interp"])),
+                lookup=kind == "lookup",
+                intercept_format=ca,
+                slope_format=cb,
+            )
+        if kind == "nonuniform":
+            k = int(rng.integers(1, min(8, hi - lo + 1) + 1))
+            bps = np.sort(rng.choice(np.arange(lo, hi + 1), size=k, replace=False))
+            x_hi = int(rng.integers(bps[-1], hi + 1))
+            return fit_table(func, in_fmt, out_fmt, bps, x_hi, intercept_format=ca, slope_format=cb)
+        if kind in ("plan", "hard"):
+            build = plan_table if kind == "plan" else hard_table
+            return build(func, in_fmt, out_fmt, intercept_format=ca, slope_format=cb)
+    except ValueError:
+        pass  # the format is too coarse for this builder: fall through to random integers
+    k = int(rng.integers(1, min(6, hi - lo + 1) + 1))
+    bps = np.sort(rng.choice(np.arange(lo, hi + 1), size=k, replace=False))
+    return PwlTable(
+        in_fmt,
+        out_fmt,
+        ca,
+        cb,
+        bps,
+        int(rng.integers(bps[-1], hi + 1)),
+        random_codes(rng, ca, k),
+        random_codes(rng, cb, k),
+        info={"kind": "random"},
+    )
+
+
+def random_model(
+    rng, *, i_size, h_size, peephole, output="sequence", widths=(3, 12), formats=None
+) -> QuantizedModel:
+    """A random valid model; formats not given are drawn until the 62-bit check passes."""
+    for _ in range(100):
+        f = {name: random_format(rng, name, widths=widths) for name in TYPICAL_INT_BITS}
+        f.update(formats or {})
+        try:
+            tables = {
+                act: random_table(rng, func, f[src], f[dst])
+                for act, (src, dst, func) in ACTIVATIONS.items()
+            }
+            return QuantizedModel(
+                "t",
+                i_size,
+                h_size,
+                f,
+                random_codes(rng, f["w"], (4 * h_size, i_size)),
+                random_codes(rng, f["r"], (4 * h_size, h_size)),
+                random_codes(rng, f["b"], 4 * h_size),
+                tables,
+                p=random_codes(rng, f["p"], 3 * h_size) if peephole else None,
+                output=output,
+            )
+        except ValueError:
+            continue
+    raise AssertionError("no valid random model in 100 draws")
+
+
+def random_inputs(rng, qm: QuantizedModel, n: int, t_len: int) -> np.ndarray:
+    fmt = qm.formats["x"]
+    x = random_codes(rng, fmt, (n, t_len, qm.input_size))
+    if rng.random() < 0.3:  # saturating inputs: the extreme codes
+        pick = rng.random(x.shape) < 0.5
+        x[pick] = rng.choice([fmt.code_min, fmt.code_max], size=int(pick.sum()))
+    return x
+
+
+def assert_matches_naive(qm: QuantizedModel, x: np.ndarray):
+    """run_fixed (with and without trace) equals the naive model exactly; returns the latter."""
+    want = naive_lstm.run(qm, x)
+    got = run_fixed(qm, x, trace=True)
+    np.testing.assert_array_equal(got.h_codes, np.array(want.h_codes, dtype=np.int64))
+    assert got.overflow == want.overflow
+    assert set(got.trace) == set(TRACE) == set(naive_lstm.TRACE_NAMES)
+    for name in TRACE:
+        np.testing.assert_array_equal(got.trace[name], np.array(want.trace[name]), err_msg=name)
+    plain = run_fixed(qm, x)
+    assert plain.trace is None
+    np.testing.assert_array_equal(plain.h_codes, got.h_codes)
+    assert plain.overflow == got.overflow
+    return want
+
+
+def config(seed: int):
+    """Random configuration number ``seed``: a model and inputs small enough for the naive run."""
+    rng = np.random.default_rng(seed)
+    i_size = int(rng.choice([1, 2, 3, 5]))
+    h_size = int(rng.choice([1, 2, 3, 4]))
+    widths = [(3, 8), (4, 12), (8, 16), (12, 20)][seed % 4]
+    qm = random_model(
+        rng,
+        i_size=i_size,
+        h_size=h_size,
+        peephole=bool(seed % 2),
+        output="last" if seed % 5 == 0 else "sequence",
+        widths=widths,
+    )
+    x = random_inputs(rng, qm, int(rng.integers(1, 4)), int(rng.integers(1, 10)))
+    return qm, x
+
+
+SEEDS = range(60)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_config_matches_naive(seed):
+    qm, x = config(seed)
+    assert_matches_naive(qm, x)
+
+
+def test_the_random_configs_reach_every_mode_and_path():
+    """What the seeds above cover: a shrinking generator fails here, not silently."""
+    quantizing = ("preact", "gate", "cand", "cell", "tanh_cell", "h")
+    seen_q = {(name, q) for name in quantizing for q in Q_MODES}
+    seen_o = {(name, o) for name in quantizing for o in O_MODES}
+    overflowed = {(name, o): 0 for name in POINTS for o in ("WRAP", "SAT")}
+    kinds, tables, flags = set(), set(), set()
+    for seed in SEEDS:
+        qm, x = config(seed)
+        for name in quantizing:
+            fmt = qm.formats[name]
+            seen_q.discard((name, fmt.q))
+            seen_o.discard((name, fmt.o))
+        kinds.add(_gemm_kind(qm))
+        tables.update(t.info.get("kind") for t in qm.tables.values())
+        flags.update({("peephole", qm.peephole), ("output", qm.output)})
+        got = run_fixed(qm, x)
+        point_fmt = {"gate": "gate", "cand": "cand", "tanh_cell": "tanh_cell"}
+        for point, count in got.overflow.items():
+            o = qm.formats[point_fmt.get(point, point)].o
+            if count and o in ("WRAP", "SAT"):
+                overflowed[(point, o)] += 1
+    assert not seen_q, sorted(seen_q)
+    assert not seen_o, sorted(seen_o)
+    assert {"float32", "float64"} <= kinds, kinds
+    assert {"uniform", "lut", "random", "plan", "hard"} <= tables, tables
+    assert len(flags) == 4
+    # narrow formats overflow under both WRAP and SAT at most points
+    assert sum(1 for v in overflowed.values() if v) >= 8, overflowed
+
+
+def test_int64_path_matches_naive():
+    """Dot products wider than 53 bits cannot go through float64 BLAS exactly."""
+    rng = np.random.default_rng(7)
+    wide = {
+        "x": Format(True, 28, 8, "RND", "SAT"),
+        "w": Format(True, 28, 4, "TRN", "WRAP"),
+        "r": Format(True, 12, 2, "RND_CONV", "SAT"),
+        "h": Format(True, 12, 3, "RND", "SAT_SYM"),
+        "b": Format(True, 20, 6, "RND", "SAT"),
+        "preact": Format(True, 20, 6, "RND_INF", "SAT"),
+    }
+    qm = random_model(rng, i_size=3, h_size=2, peephole=True, widths=(6, 14), formats=wide)
+    assert _gemm_kind(qm) == "int64"
+    x = random_inputs(rng, qm, 2, 6)
+    x[0, 0] = qm.formats["x"].code_max  # the worst case for the sums
+    assert_matches_naive(qm, x)
+
+
+def test_float32_and_float64_paths_are_chosen_by_width():
+    rng = np.random.default_rng(8)
+    narrow = {k: Format(True, 6, 2, "RND", "SAT") for k in ("x", "w", "r", "h", "b", "p")}
+    assert _gemm_kind(random_model(rng, i_size=4, h_size=4, peephole=False, formats=narrow)) == (
+        "float32"
+    )
+    typical = {k: Format(True, 16, 3, "RND", "SAT") for k in ("x", "w", "r", "h", "b", "p")}
+    assert _gemm_kind(random_model(rng, i_size=4, h_size=4, peephole=False, formats=typical)) == (
+        "float64"
+    )
+
+
+@pytest.mark.parametrize(
+    ("i_size", "h_size", "t_len", "peephole"),
+    [(1, 1, 300, True), (1, 2, 150, False), (2, 1, 200, True)],
+)
+def test_long_sequences_match_naive(i_size, h_size, t_len, peephole):
+    rng = np.random.default_rng(100 * i_size + t_len)
+    formats = {
+        "x": Format(True, 8, 3, "RND", "SAT"),
+        "cell": Format(True, 10, 4, "RND_CONV", "SAT"),
+        "h": Format(True, 8, 2, "RND", "WRAP"),
+        "preact": Format(True, 10, 4, "TRN", "SAT"),
+    }
+    qm = random_model(
+        rng, i_size=i_size, h_size=h_size, peephole=peephole, widths=(6, 12), formats=formats
+    )
+    x = random_inputs(rng, qm, 2, t_len)
+    assert_matches_naive(qm, x)
+
+
+def test_a_wider_batch_matches_naive():
+    """More sequences and rows than the parallel kernel has threads, typical formats."""
+    rng = np.random.default_rng(11)
+    typical = {
+        "x": Format(True, 16, 6, "RND", "SAT"),
+        "w": Format(True, 16, 3, "RND", "SAT"),
+        "r": Format(True, 16, 3, "RND", "SAT"),
+        "b": Format(True, 16, 6, "RND", "SAT"),
+        "p": Format(True, 16, 3, "RND", "SAT"),
+        "preact": Format(True, 16, 6, "RND", "SAT"),
+        "gate": Format(False, 16, 1, "RND", "SAT"),
+        "cand": Format(True, 16, 1, "RND", "SAT"),
+        "cell": Format(True, 16, 6, "RND", "SAT"),
+        "tanh_cell": Format(True, 16, 1, "RND", "SAT"),
+        "h": Format(True, 16, 6, "RND", "SAT"),
+    }
+    qm = random_model(rng, i_size=6, h_size=12, peephole=True, formats=typical)
+    x = random_inputs(rng, qm, 9, 5)
+    assert_matches_naive(qm, x)
+
+
+def test_output_last_is_the_last_step_of_sequence():
+    rng = np.random.default_rng(12)
+    qm = random_model(rng, i_size=3, h_size=4, peephole=True)
+    x = random_inputs(rng, qm, 5, 7)
+    seq = run_fixed(qm, x)
+    qm.output = "last"
+    last = run_fixed(qm, x)
+    assert seq.h_codes.shape == (5, 7, 4) and last.h_codes.shape == (5, 4)
+    np.testing.assert_array_equal(last.h_codes, seq.h_codes[:, -1])
+    assert last.overflow == seq.overflow
+
+
+def test_sequences_are_independent_of_their_batch():
+    """Each sequence starts from h = c = 0 and never sees its neighbours."""
+    rng = np.random.default_rng(13)
+    qm = random_model(rng, i_size=2, h_size=3, peephole=True, widths=(8, 16))
+    x = random_inputs(rng, qm, 6, 8)
+    batch = run_fixed(qm, x, trace=True)
+    for s in range(x.shape[0]):
+        alone = run_fixed(qm, x[s : s + 1], trace=True)
+        np.testing.assert_array_equal(alone.h_codes[0], batch.h_codes[s])
+        for name in TRACE:
+            np.testing.assert_array_equal(alone.trace[name][0], batch.trace[name][s])
+    # and the answer does depend on the input: the comparison above is not vacuous
+    assert len({batch.h_codes[s].tobytes() for s in range(x.shape[0])}) > 1
+
+
+def test_overflow_is_counted_per_point():
+    """A narrow WRAP h and SAT cell under saturating inputs: counts equal the naive model's."""
+    rng = np.random.default_rng(14)
+    formats = {
+        "x": Format(True, 8, 6, "RND", "SAT"),
+        "w": Format(True, 8, 4, "RND", "SAT"),
+        "preact": Format(True, 6, 3, "RND", "WRAP"),
+        "cell": Format(True, 5, 1, "RND", "SAT"),
+        "h": Format(True, 2, -2, "RND", "WRAP"),
+    }
+    qm = random_model(rng, i_size=2, h_size=2, peephole=False, formats=formats)
+    x = random_inputs(rng, qm, 2, 6)
+    x[:, ::2] = qm.formats["x"].code_max
+    want = assert_matches_naive(qm, x)
+    assert want.overflow["preact"] > 0 and want.overflow["cell"] > 0 and want.overflow["h"] > 0
+
+
+# --------------------------------------------------------------------------- the naive model
+
+
+@pytest.mark.parametrize(
+    ("q", "codes"),
+    [
+        # values -2.5, -1.5, -0.5, 0.5, 1.5, 2.5 and -1.25, 1.75 into fixed<8,8,Q,SAT>
+        ("TRN", [-3, -2, -1, 0, 1, 2, -2, 1]),
+        ("TRN_ZERO", [-2, -1, 0, 0, 1, 2, -1, 1]),
+        ("RND", [-2, -1, 0, 1, 2, 3, -1, 2]),
+        ("RND_ZERO", [-2, -1, 0, 0, 1, 2, -1, 2]),
+        ("RND_MIN_INF", [-3, -2, -1, 0, 1, 2, -1, 2]),
+        ("RND_INF", [-3, -2, -1, 1, 2, 3, -1, 2]),
+        ("RND_CONV", [-2, -2, 0, 0, 2, 2, -1, 2]),
+    ],
+)
+def test_naive_quantization_follows_the_q_table(q, codes):
+    from fractions import Fraction
+
+    fmt = naive_lstm.Fmt(True, 8, 8, q, "SAT")
+    values = [Fraction(v) for v in ("-5/2", "-3/2", "-1/2", "1/2", "3/2", "5/2", "-5/4", "7/4")]
+    assert [naive_lstm.to_code(v, fmt)[0] for v in values] == codes
+
+
+def test_naive_quantization_follows_the_o_table_and_spec_examples():
+    from fractions import Fraction
+
+    half = Fraction(-1, 2)
+    assert naive_lstm.to_code(half, naive_lstm.Fmt(False, 4, 4, "TRN_ZERO", "WRAP")) == (0, False)
+    assert naive_lstm.to_code(half, naive_lstm.Fmt(False, 4, 4, "TRN", "WRAP")) == (15, True)
+    big = Fraction(9)  # fixed<4,4>: codes -8..7
+    for o, want in [("WRAP", -7), ("SAT", 7), ("SAT_ZERO", 0), ("SAT_SYM", 7)]:
+        assert naive_lstm.to_code(big, naive_lstm.Fmt(True, 4, 4, "TRN", o)) == (want, True)
+    assert naive_lstm.to_code(Fraction(-8), naive_lstm.Fmt(True, 4, 4, "TRN", "SAT_SYM")) == (
+        -7,
+        True,
+    )
+    assert naive_lstm.to_code(Fraction(-8), naive_lstm.Fmt(True, 4, 4, "TRN", "SAT")) == (-8, False)
+    # a rounding carry overflows: 7.5 rounds to 8, out of fixed<4,4>
+    assert naive_lstm.to_code(Fraction(15, 2), naive_lstm.Fmt(True, 4, 4, "RND", "SAT")) == (
+        7,
+        True,
+    )
+
+
+def test_naive_step_by_hand():
+    """One step of a 1x1 cell, worked out on paper, so the naive model is not only self-made.
+
+    Lookup tables with one segment make σ and tanh constants: i = f = o = 0.5, g = 0.75,
+    tanh(c) = 0.25. Then c_1 = 0.5·0 + 0.5·0.75 = 0.375 and h_1 = 0.5·0.25 = 0.125;
+    c_2 = 0.5·0.375 + 0.375 = 0.5625, in cell fixed<8,4> (LSB 1/16): 9 codes,
+    exactly; h_2 = 0.125 again. preact = w·x + b with w = 1, b = 0.25 (plus r·h).
+    """
+    f8 = Format(True, 8, 4, "TRN", "WRAP")
+    fm = {name: f8 for name in TYPICAL_INT_BITS}
+
+    def const(out, v):
+        return PwlTable(f8, out, f8, f8, [-128], 127, [int(v * 16)], [0])
+
+    tables = {"sigmoid": const(f8, 0.5), "tanh": const(f8, 0.75), "tanh_cell": const(f8, 0.25)}
+    w = np.full((4, 1), 16)
+    r = np.full((4, 1), 8)  # 0.5
+    b = np.full(4, 4)  # 0.25
+    qm = QuantizedModel("hand", 1, 1, fm, w, r, b, tables)
+    x = np.array([[[16], [-16]]])  # x = 1, then -1
+    res = naive_lstm.run(qm, x)
+    assert res.trace["c"][0] == [[6], [9]]
+    assert res.trace["h"][0] == [[2], [2]]
+    # preact, step 1: 1·1 + 0.5·0 + 0.25 = 1.25 (20); step 2: -1 + 0.5·0.125 + 0.25 = -0.6875
+    # (-11 exactly: -0.6875·16)
+    assert res.trace["preact"][0] == [[20] * 4, [-11] * 4]
+    assert_matches_naive(qm, x)
+
+
+# --------------------------------------------------------------------------- run_float
+
+
+def numpy_lstm(w, r, b, p, x):
+    """SPEC §2 in float64, written out gate by gate."""
+    n, t_len, _ = x.shape
+    h_size = r.shape[1]
+
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    wi, wf, wg, wo = np.split(w, 4)
+    ri, rf, rg, ro = np.split(r, 4)
+    bi, bf, bg, bo = np.split(b, 4)
+    pi, pf, po = np.split(p, 3) if p is not None else (0.0, 0.0, 0.0)
+    h = np.zeros((n, h_size))
+    c = np.zeros((n, h_size))
+    out = np.zeros((n, t_len, h_size))
+    for t in range(t_len):
+        xt = x[:, t]
+        i = sig(xt @ wi.T + h @ ri.T + bi + pi * c)
+        f = sig(xt @ wf.T + h @ rf.T + bf + pf * c)
+        g = np.tanh(xt @ wg.T + h @ rg.T + bg)
+        c = f * c + i * g
+        o = sig(xt @ wo.T + h @ ro.T + bo + po * c)
+        h = o * np.tanh(c)
+        out[:, t] = h
+    return out
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+def test_run_float_matches_numpy(peephole):
+    rng = np.random.default_rng(20 + peephole)
+    i_size, h_size = 3, 5
+    w = rng.normal(size=(4 * h_size, i_size))
+    r = rng.normal(size=(4 * h_size, h_size)) * 0.5
+    b = rng.normal(size=4 * h_size) * 0.3
+    p = rng.normal(size=3 * h_size) if peephole else None
+    x = rng.normal(size=(4, 9, i_size))
+    model = FloatLSTM(w, r, b, p)
+    want = numpy_lstm(w, r, b, p, x)
+    got, tr = run_float(model, x, trace=True)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run_float(model, x, output="last"), want[:, -1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr["h"], want, rtol=0, atol=1e-12)
+    assert set(tr) == set(TRACE)
+    assert tr["preact"].shape == (4, 9, 4 * h_size)
+    if peephole:  # the peepholes matter at this tolerance
+        plain = numpy_lstm(w, r, b, None, x)
+        assert np.abs(plain - want).max() > 1e-3
+
+
+def test_run_float_with_tables_as_functions():
+    """Replacing σ/tanh with other functions reaches every gate: hard σ changes the output."""
+    rng = np.random.default_rng(22)
+    model = FloatLSTM(rng.normal(size=(8, 2)), rng.normal(size=(8, 2)), rng.normal(size=8))
+    x = rng.normal(size=(2, 6, 2))
+    exact = run_float(model, x)
+    hard = run_float(model, x, sigmoid=lambda v: np.clip(0.2 * v + 0.5, 0, 1))
+    assert np.abs(exact - hard).max() > 1e-3
+    same = run_float(model, x, tanh_cell=np.tanh)
+    np.testing.assert_array_equal(same, exact)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return random_model(np.random.default_rng(30), i_size=3, h_size=2, peephole=False)
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [((5, 3), "[N, T, I=3]"), ((2, 5, 4), "[N, T, I=3]"), ((2, 0, 3), "at least one")],
+)
+def test_bad_input_shapes_are_named(small_model, shape, words):
+    with pytest.raises(ValueError, match=r"\[2, 5, 4\]|\[5, 3\]|at least one") as err:
+        run_fixed(small_model, np.zeros(shape, dtype=np.int64))
+    assert words in str(err.value)
+    if len(shape) == 3 and shape[1]:
+        with pytest.raises(ValueError, match="I=3"):
+            run_float(FloatLSTM(np.zeros((8, 3)), np.zeros((8, 2)), np.zeros(8)), np.zeros(shape))
+
+
+def test_out_of_range_and_float_codes_are_refused(small_model):
+    fmt = small_model.formats["x"]
+    x = np.zeros((2, 4, 3), dtype=np.int64)
+    x[1, 2, 0] = fmt.code_max + 1
+    with pytest.raises(ValueError, match=rf"{fmt.code_max + 1} at index \(1, 2, 0\)"):
+        run_fixed(small_model, x)
+    with pytest.raises(ValueError, match="integer codes"):
+        run_fixed(small_model, np.zeros((2, 4, 3)))
+
+
+def test_accumulator_over_62_bits_names_the_formats():
+    rng = np.random.default_rng(31)
+    wide = {"x": Format(True, 32, 8, "RND", "SAT"), "w": Format(True, 32, 2, "RND", "SAT")}
+    qm = random_model(rng, i_size=2, h_size=1, peephole=False)
+    f = dict(qm.formats, **wide)
+    with pytest.raises(ValueError, match=r"preact sum needs \d+ bits.*w, x") as err:
+        QuantizedModel("big", 2, 1, f, qm.w, qm.r, qm.b, qm.tables)
+    assert "62" in str(err.value)
