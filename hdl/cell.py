@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import bits_for, delay, fmt_shape, round_into
+from hdl.fixed import Rom, bits_for, delay, fmt_shape, round_into
 from hdl.mac import preact_sum
 from hdl.pwl import PwlUnit
 from model.qmodel import QuantizedModel, exact_sum
@@ -134,10 +133,7 @@ class CellUpdate(wiring.Component):
             # pre_o = round(acc_o + p_o * c_t): o's peephole sees this step's cell (two cycles)
             sp = pre_frac - f["p"].frac - f["cell"].frac
             p_o = [int(v) for v in qm.p[2 * qm.hidden_size :]]
-            m.submodules.peephole_o = rom = Memory(
-                shape=fmt_shape(f["p"]), depth=len(p_o), init=p_o
-            )
-            rd = rom.read_port()
+            rd = Rom(m, "peephole_o", fmt_shape(f["p"]), p_o)
             m.d.comb += rd.addr.eq(delay(m, unit, t_c - 1, name="unit_p"))
             pc = Signal(signed(len(rd.data) + len(c_new)), name="p_c")
             m.d.sync += pc.eq(rd.data * c_new)

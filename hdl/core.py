@@ -284,7 +284,7 @@ class LstmCore(wiring.Component):
             m.d.comb += [
                 unit.eq(pick(units, slot)),
                 ci.unit.eq(unit),
-                ci.cell.eq(pick(cell_state, unit)),
+                ci.cell.eq(pick([cell_state[j] for j in units], slot)),
                 cell.i.valid.eq(out0.valid & (phase == per_unit - 1)),
             ]
             res = cell.o.payload

@@ -8,6 +8,7 @@ O rule. Every narrowing in ``hdl/`` goes through it.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
 
 from model.formats import Format
 
@@ -123,3 +124,18 @@ def pick(values, index):
     values = list(values)
     values += [values[-1]] * ((1 << len(index)) - len(values))
     return Array(values)[index]
+
+
+class Rom:
+    """A constant table read synchronously: ``data`` holds ``init[addr]`` one cycle after
+    ``addr``. One word needs no memory (and no zero-width address): ``data`` is a constant."""
+
+    def __init__(self, m, name: str, shape, init):
+        init = [int(v) for v in init]
+        if len(init) == 1:
+            self.addr = Signal(1, name=f"{name}_addr")
+            self.data = Const(init[0], shape)
+            return
+        m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
+        port = mem.read_port()
+        self.addr, self.data = port.addr, port.data

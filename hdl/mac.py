@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import bits_for, fmt_shape, round_into, signed_width
+from hdl.fixed import Rom, bits_for, fmt_shape, round_into, signed_width
 from model.qmodel import QuantizedModel, exact_sum
 
 
@@ -109,14 +108,8 @@ class GateMacLane(wiring.Component):
         for r in self._rows:
             coefs.extend(int(v) for v in qm.w[r])
             coefs.extend(int(v) for v in qm.r[r])
-        m.submodules.weights = w_rom = Memory(
-            shape=signed(coef_width(qm)), depth=len(coefs), init=coefs
-        )
-        m.submodules.bias = b_rom = Memory(
-            shape=fmt_shape(f["b"]), depth=len(self._rows), init=[int(qm.b[r]) for r in self._rows]
-        )
-        rd_w = w_rom.read_port()
-        rd_b = b_rom.read_port()
+        rd_w = Rom(m, "weights", signed(coef_width(qm)), coefs)
+        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows])
         m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
 
         # stage 1: ROM words arrive; the beat's fields are registered alongside
@@ -137,10 +130,7 @@ class GateMacLane(wiring.Component):
             sp = self._acc_frac - f["p"].frac - f["cell"].frac
             # p of each row (0 for g and o rows: o's peephole sees c_t, in the cell update)
             p_init = [int(qm.p[r]) if r < 2 * h else 0 for r in self._rows]
-            m.submodules.peephole = p_rom = Memory(
-                shape=fmt_shape(f["p"]), depth=len(self._rows), init=p_init
-            )
-            rd_p = p_rom.read_port()
+            rd_p = Rom(m, "peephole", fmt_shape(f["p"]), p_init)
             m.d.comb += rd_p.addr.eq(beat.slot)
             m.d.sync += start.eq((rd_b.data << sb) + ((rd_p.data * s1.cell) << sp))
         else:

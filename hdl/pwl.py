@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import fmt_shape, round_into
+from hdl.fixed import Rom, fmt_shape, round_into
 from model.pwl import PwlTable
 
 
@@ -91,14 +90,8 @@ class PwlUnit(wiring.Component):
             m.d.comb += d_next.eq(x_c - base)
 
         ca_shape, cb_shape = fmt_shape(t.ca_fmt), fmt_shape(t.cb_fmt)
-        m.submodules.intercepts = rom_a = Memory(
-            shape=ca_shape, depth=n_seg, init=[int(v) for v in t.intercepts]
-        )
-        m.submodules.slopes = rom_b = Memory(
-            shape=cb_shape, depth=n_seg, init=[int(v) for v in t.slopes]
-        )
-        rd_a = rom_a.read_port()
-        rd_b = rom_b.read_port()
+        rd_a = Rom(m, "intercepts", ca_shape, t.intercepts)
+        rd_b = Rom(m, "slopes", cb_shape, t.slopes)
         m.d.comb += [rd_a.addr.eq(seg), rd_b.addr.eq(seg)]
         d = Signal(d_shape, name="d")
         v2 = Signal(name="v2")

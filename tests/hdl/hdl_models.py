@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.formats import parse_format
-from model.pwl import plan_table, uniform_table
+from model.pwl import hard_table, plan_table, uniform_table
 from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, QuantizedModel
 
 #: unusual modes and widths on every quantization point: signed and unsigned, all O rules
@@ -45,6 +45,8 @@ def make_qmodel(
     for act, (src, dst, func) in ACTIVATIONS.items():
         if table == "plan":
             tables[act] = plan_table(func, fm[src], fm[dst])
+        elif table == "hard":  # one segment
+            tables[act] = hard_table(func, fm[src], fm[dst])
         else:
             tables[act] = uniform_table(func, fm[src], fm[dst], range_log2=3, segments=32)
     return QuantizedModel(

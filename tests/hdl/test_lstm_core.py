@@ -132,6 +132,7 @@ CASES = {
     "p4_last_plan": (3, 2, 4, {"output": "last", "table": "plan"}),
     "p8_peephole": (2, 4, 8, {"peephole": True}),
     "p12_full_odd": (2, 3, 12, {"formats": ODD_FORMATS}),
+    "p4_h1_hard_peephole": (2, 1, 4, {"peephole": True, "table": "hard"}),
 }
 
 

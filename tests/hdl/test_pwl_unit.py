@@ -6,7 +6,7 @@ from amaranth.sim import Simulator
 
 from hdl.pwl import PwlUnit
 from model.formats import parse_format
-from model.pwl import PwlTable, plan_table, uniform_table
+from model.pwl import PwlTable, hard_table, plan_table, uniform_table
 
 PRE = parse_format("fixed<16,6,RND,SAT>")
 
@@ -78,6 +78,15 @@ def test_every_16bit_code(name):
     bad = np.flatnonzero(got != want)
     assert got.shape == want.shape
     assert bad.size == 0, f"code {codes[bad[0]]}: unit {got[bad[0]]}, model {want[bad[0]]}"
+
+
+def test_one_segment_table():
+    """Hard tanh: one segment, no segment ROM at all."""
+    in_fmt = parse_format("fixed<11,3,RND,SAT>")
+    table = hard_table("tanh", in_fmt, "fixed<9,1,RND_CONV,SAT>")
+    assert len(table.breakpoints) == 1
+    codes = all_codes(in_fmt)
+    np.testing.assert_array_equal(run_unit(table, codes), table(codes))
 
 
 @pytest.mark.parametrize("out", ["ufixed<6,0,TRN_ZERO,WRAP>", "fixed<7,1,RND_ZERO,SAT_ZERO>"])

