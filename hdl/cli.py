@@ -29,13 +29,12 @@ add_parser = add_parsers
 
 def run(args: argparse.Namespace) -> int:
     from hdl.generate import format_stats, generate, stats
+    from model.cli import report_weights
     from model.config import load_config
 
     cfg = load_config(args.config)
     qm = cfg.qmodel
-    over = {k: v for k, v in cfg.weight_overflow.items() if v}
-    for k, v in over.items():
-        print(f"warning: {v} weight(s) of {k!r} do not fit {cfg.formats[k]} and were clipped")
+    report_weights(cfg)
     v_path, m_path = generate(qm, args.out_dir)
     print(f"wrote {v_path}")
     print(f"wrote {m_path}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,8 +102,8 @@ class LstmCore(wiring.Component):
     sequence's last step); ``m_axis_tdata`` (``H * W_h`` bits), ``m_axis_tvalid``,
     ``m_axis_tready``, ``m_axis_tlast``: one beat per step with ``output == "sequence"``
     (tlast on the last step), one beat with ``h_T`` per sequence with ``"last"``. After a
-    step with tlast the state is zero again. ``s_axis_tready`` and all ``m_axis_*`` outputs
-    come straight from registers.
+    step with tlast the state is zero again. All ``m_axis_*`` outputs come straight from
+    registers, ``s_axis_tready`` from a register and ``rst`` (low while in reset).
 
     Schedule: ``lanes`` = P :class:`hdl.mac.GateMacLane` s each own ``4H / P`` gate rows
     (unit-major: row group k of lane l is gate ``(kP + l) % 4`` of unit ``(kP + l) // 4``)
@@ -222,7 +222,8 @@ class LstmCore(wiring.Component):
         done = Signal(unsigned(bits_for(h)), name="units_done")
 
         # ---- input holding register: tready comes from a register
-        m.d.comb += self.s_axis_tready.eq(~x_next_valid)
+        # (low during reset too: a beat offered then would be lost)
+        m.d.comb += self.s_axis_tready.eq(~x_next_valid & ~ResetSignal())
         with m.If(self.s_axis_tvalid & self.s_axis_tready):
             wx = f["x"].width
             for k in range(n_in):

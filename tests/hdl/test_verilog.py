@@ -97,6 +97,11 @@ def test_unbuildable_config_writes_nothing(tmp_path):
     qm.hardware = {"lanes": 2, "clock_mhz": 100}
     with pytest.raises(ValueError, match="clock_mhz"):
         generate(qm, tmp_path / "out")
+    qm.hardware = {"lanes": 2}
+    for name in ("module", "2fast", "a-b"):
+        qm.name = name
+        with pytest.raises(ValueError, match="Verilog"):
+            generate(qm, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
