@@ -25,10 +25,23 @@ SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 MIN_VERILATOR = (5, 36)
 #: bump when the way builds are made changes, so old cached builds are not reused
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3
 REPO = Path(__file__).resolve().parent.parent
-#: per-simulator build options; Amaranth's Verilog has width warnings Verilator calls fatal
-BUILD_ARGS = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": []}
+#: per-simulator build options. Amaranth's Verilog has width warnings Verilator calls fatal.
+#: Icarus must read it as Verilog-2005 (the last -g wins over cocotb's -g2012): Yosys makes
+#: every ``always @*`` run at time 0 through a register with a declaration initializer, and
+#: only in 2005 mode does Icarus turn that initializer into an event. In SystemVerilog mode a
+#: combinational block whose inputs keep their initial values (a mux on a counter that
+#: starts at 0) stays X until an input changes, which is not what the hardware does.
+BUILD_ARGS = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": ["-g2005"]}
+#: Icarus waveforms: cocotb's own dump module is SystemVerilog, so ours, in Verilog-2005
+ICARUS_DUMP = """module lstmfx_dump();
+initial begin
+    $dumpfile("{path}");
+    $dumpvars(0, {top});
+end
+endmodule
+"""
 STAMP = "lstmfx-build.json"
 
 
@@ -174,16 +187,22 @@ def build(
     directory.mkdir(parents=True)
     source = directory / f"{toplevel}.v"
     source.write_text(text)
+    sources, args = [source], list(BUILD_ARGS[sim])
+    if waves and sim == "icarus":
+        dump = directory / "lstmfx_dump.v"
+        dump.write_text(ICARUS_DUMP.format(path=directory / f"{toplevel}.fst", top=toplevel))
+        sources.append(dump)
+        args += ["-s", "lstmfx_dump"]
     runner = _runner(sim)
     log = None if verbose else directory / "build.log"
     try:
         runner.build(
-            sources=[source],
+            sources=sources,
             hdl_toplevel=toplevel,
             build_dir=directory,
-            build_args=BUILD_ARGS[sim],
+            build_args=args,
             timescale=TIMESCALE,
-            waves=waves,
+            waves=waves and sim != "icarus",
             always=True,
             log_file=log,
         )

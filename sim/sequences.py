@@ -98,9 +98,11 @@ def saturating_inputs(qm: QuantizedModel, steps: int, rng, candidates: int = 64)
 def variable_lengths(
     qm: QuantizedModel, n: int, max_steps: int, rng, *, adversarial_every: int = 4
 ) -> list[np.ndarray]:
-    """``n`` sequences of random lengths 1..``max_steps``; every few one is adversarial."""
+    """``n`` sequences of random lengths 1..``max_steps`` (the first two of length 1, the
+    next two of ``max_steps``); every few one is adversarial."""
     lengths = rng.integers(1, max_steps + 1, size=n)
     lengths[: min(n, 2)] = 1  # length-1 sequences: tlast on the first step
+    lengths[2:4] = max_steps  # and two full ones, long enough to be cut by a reset
     out = []
     for s, t_len in enumerate(lengths):
         if adversarial_every and s % adversarial_every == adversarial_every - 1:

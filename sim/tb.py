@@ -207,7 +207,7 @@ class TB:
         self.protocol: list[str] = []
 
     async def start(self) -> None:
-        Clock(self.dut.clk, CLOCK_NS, unit="ns").start(start_high=False)
+        Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
         await self.reset()
 
     async def reset(self, cycles: int = RESET_CYCLES) -> None:

@@ -30,19 +30,37 @@ _VM_LINE = re.compile(r"^(VM_[A-Z0-9_]+)\s*\??=\s*(\S*)\s*$", re.M)
 
 
 class CachedVerilator(Verilator):
-    """cocotb's Verilator runner, reusing Verilator's runtime objects across builds."""
+    """cocotb's Verilator runner, reusing Verilator's runtime objects across builds.
+
+    It also repairs the wheel's ``verilated.mk``, whose ``CFG_CXXFLAGS_PCH_I`` is empty
+    where configure would have written ``-include``: a design large enough for Verilator to
+    split into several files (and use a precompiled header) fails to compile without it.
+    """
 
     def _build_command(self):
         cmds = super()._build_command()
         here = [sys.executable, "-m", "sim.verilator_cache"]
         if len(cmds) != 2 or cmds[1][0] != "make":
             return cmds  # a cocotb whose build steps we do not know: build the slow way
+        make = [*cmds[1], *make_fixes()]
         return [
             cmds[0],
             [*here, "seed", str(self.build_dir)],
-            cmds[1],
+            make,
             [*here, "save", str(self.build_dir)],
         ]
+
+
+def make_fixes() -> list[str]:
+    """make variables the installed Verilator needs and lacks (see :class:`CachedVerilator`)."""
+    mk = Path(os.environ.get("VERILATOR_ROOT", "")) / "include" / "verilated.mk"
+    try:
+        text = mk.read_text()
+    except OSError:
+        return []
+    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.M):
+        return ["CFG_CXXFLAGS_PCH_I=-include"]
+    return []
 
 
 def cache_root() -> Path:
