@@ -151,3 +151,15 @@ def test_waves_on_request(configs):
     assert res.ok and res.build.waves
     wf = waves_file(res)
     assert wf is not None and wf.stat().st_size > 0
+
+
+def test_stall_is_reported(configs):
+    """A sink that never takes a beat stalls the core; the run says where, and fails."""
+    qm = configs["small"].qmodel
+    xs = list(standard_phases(qm, sequences=8, steps=3, long_steps=0)[2].sequences[:3])
+    from sim.job import Phase
+
+    res = simulate(qm, [Phase("stuck", xs, backpressure="pattern:1")], case=qm.name, progress=False)
+    assert not res.ok
+    assert "no transfer for" in res.results["stalled"] and res.results["unreceived_beats"] > 0
+    assert any(e.startswith("stalled") for e in res.errors)
