@@ -2,8 +2,8 @@
 
 Both run the same batch (N sequences of T steps, I inputs, H hidden) with the same weights
 (ours quantized to SPEC §2's typical formats, ORT's the float32 values of those codes), in one
-process: a warm-up, then the best of several repeats each. Prints sequence-steps per second
-(N * T / seconds) for both and their ratio. The target is a ratio of at least 0.5.
+process: a warm-up, then the best of several interleaved repeats each. Prints sequence-steps
+per second (N * T / seconds) for both and their ratio. The target is a ratio of at least 0.5.
 
     python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64] [--repeats 7]
 
@@ -71,13 +71,17 @@ def onnx_session(qm: QuantizedModel, t_len: int, n: int) -> ort.InferenceSession
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: compilation, caches, thread pools
-    best = float("inf")
+def best_times(fns, repeats: int) -> list[float]:
+    """Best wall time of each function; repeats alternate between them, so a machine shared
+    with other work slows both sides alike."""
+    for fn in fns:
+        fn()  # warm-up: compilation, caches, thread pools
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -98,8 +102,9 @@ def main(argv=None) -> None:
     )
     session = onnx_session(qm, args.t, args.n)
 
-    t_fixed = best_time(lambda: run_fixed(qm, x_codes), args.repeats)
-    t_ort = best_time(lambda: session.run(None, {"X": x_onnx}), args.repeats)
+    t_fixed, t_ort = best_times(
+        [lambda: run_fixed(qm, x_codes), lambda: session.run(None, {"X": x_onnx})], args.repeats
+    )
 
     # a sanity check that both ran the same network: float32 and fixed differ by a few LSBs
     h_fixed = qm.formats["h"].codes_to_values(run_fixed(qm, x_codes).h_codes)

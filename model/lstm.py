@@ -12,16 +12,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from model.formats import quantize
 from model.pwl import FUNCTIONS, evaluate
 from model.qmodel import POINTS, QuantizedModel, SumTerm, exact_sum
 
+try:  # numba's np.dot calls BLAS through SciPy; without it the GEMM runs in int64 loops
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    _HAVE_BLAS = True
+except ImportError:  # pragma: no cover
+    _HAVE_BLAS = False
+
 #: the widest signed integer sum each float dtype holds exactly (every partial sum included)
 FLOAT_EXACT_BITS = {"float32": 24, "float64": 53}
 #: tables whose input format has at most this many bits are evaluated once into a LUT
 LUT_MAX_BITS = 16
+#: sequences per task of the parallel kernel: a batch splits into several tasks per thread
+CHUNK = 32
+#: multiply-adds per GEMM call at most: OpenBLAS (SciPy's BLAS, which numba calls) runs a
+#: GEMM this small on the calling thread; a larger one starts BLAS threads of its own, and
+#: those fight the kernel's threads for the cores
+GEMM_MAX_MACS = 1 << 18
 #: trace entries of the fixed model: name -> per-step width as a multiple of H
 TRACE = {"preact": 4, "i": 1, "f": 1, "g": 1, "o": 1, "c": 1, "tanh_cell": 1, "h": 1}
 
@@ -160,49 +174,40 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     """
     x = _check_batch(x_codes, qm.input_size, int)
     x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
-    n, t_len, i_size = x.shape
+    n, t_len, _ = x.shape
     h_size = qm.hidden_size
     plan = _Plan(qm)
-
-    # buf holds [x_t | h_{t-1} | 1] per sequence, so one GEMM with plan.weights gives
-    # W x_t + R h_{t-1} + b for all 4H rows; the step kernel writes h_t and x_{t+1} into it
-    buf = np.zeros((n, i_size + h_size + 1), dtype=plan.dtype)
-    buf[:, :i_size] = x[:, 0]
-    buf[:, -1] = 1
-    acc = np.empty((n, 4 * h_size), dtype=plan.dtype)
-    c = np.zeros((n, h_size), dtype=np.int64)
     seq = qm.output == "sequence"
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
-    counts = np.zeros((n, len(POINTS)), dtype=np.int64)
+    chunk = min(n, CHUNK)
+    k_len, h4 = plan.weights.shape
+    gemm_rows = max(1, min(chunk, GEMM_MAX_MACS // (k_len * h4)))
+    counts = np.zeros((-(-n // chunk), len(POINTS)), dtype=np.int64)
     width = sum(TRACE.values()) * h_size
-    tr_all = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
-    for t in range(t_len):
-        plan.gemm(buf, acc)
-        # every array reaches the kernel C-contiguous, whole, with the step as an index: one
-        # compiled specialization per GEMM dtype, however the caller's arrays were laid out
-        _cell_step(
-            acc,
-            buf,
-            x,
-            min(t + 1, t_len - 1),
-            plan.p,
-            c,
-            h_out,
-            t if seq else 0,
-            counts,
-            tr_all,
-            t,
-            plan.consts,
-            *plan.tables,
-        )
+    tr = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
+    _run(
+        x,
+        plan.weights,
+        plan.p,
+        plan.shifts,
+        plan.roundings,
+        h_out,
+        counts,
+        tr,
+        chunk,
+        gemm_rows,
+        plan.luts,
+        plan.lut_lo,
+        plan.tables,
+    )
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
-    tr = None
+    traced = None
     if trace:
-        tr, col = {}, 0
+        traced, col = {}, 0
         for k, m in TRACE.items():
-            tr[k] = np.ascontiguousarray(tr_all[:, :, col : col + m * h_size])
+            traced[k] = np.ascontiguousarray(tr[:, :, col : col + m * h_size])
             col += m * h_size
-    return FixedResult(h_out if seq else h_out[:, 0], overflow, tr)
+    return FixedResult(h_out if seq else h_out[:, 0], overflow, traced)
 
 
 def _preact_gemm(qm: QuantizedModel) -> tuple[list[SumTerm], int, int]:
@@ -221,19 +226,17 @@ def _gemm_kind(qm: QuantizedModel) -> str:
     """The narrowest dtype in which every partial sum of the fused GEMM is an exact integer."""
     bits = _preact_gemm(qm)[2]
     for kind, exact in FLOAT_EXACT_BITS.items():
-        if bits <= exact:
+        if bits <= exact and _HAVE_BLAS:
             return kind
     return "int64"
 
 
 class _Plan:
-    """How to run one model: the fused GEMM's dtype and weights, the kernel's constants."""
+    """How to run one model: the fused GEMM's weights, and the kernel's integer constants."""
 
     def __init__(self, qm: QuantizedModel):
         f = qm.formats
         terms, gemm_frac, _ = _preact_gemm(qm)
-        self.kind = _gemm_kind(qm)
-        self.dtype = np.dtype(self.kind)
         # rows of [W^T; R^T; b] pre-shifted to gemm_frac: exact in this dtype (see _gemm_kind)
         wx, rh, b = terms
         weights = np.concatenate(
@@ -243,35 +246,85 @@ class _Plan:
                 (qm.b << (gemm_frac - b.frac))[None],
             ]
         )
-        self.weights = np.ascontiguousarray(weights.astype(self.dtype))
+        self.weights = np.ascontiguousarray(weights.astype(_gemm_kind(qm)))
         self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
         pre_frac, _ = exact_sum(qm.sums()["preact"])
         cell_frac, _ = exact_sum(qm.sums()["cell"])
         p_frac = f["p"].frac + f["cell"].frac if qm.peephole else pre_frac
-        vals = [
-            pre_frac - gemm_frac,
-            pre_frac - p_frac,
-            pre_frac,
-            cell_frac,
-            cell_frac - (f["gate"].frac + f["cell"].frac),
-            cell_frac - (f["gate"].frac + f["cand"].frac),
-            f["gate"].frac + f["tanh_cell"].frac,
-        ]
-        for name in ("preact", "cell", "h"):
-            vals.extend(f[name].args())
-        self.consts = np.array(vals, dtype=np.int64)
-        self.tables = tuple(_lut(qm.tables[k]) for k in ("sigmoid", "tanh", "tanh_cell")) + tuple(
-            qm.tables[k].kernel_args() for k in ("sigmoid", "tanh", "tanh_cell")
+        h_frac = f["gate"].frac + f["tanh_cell"].frac
+        self.shifts = np.array(
+            [
+                pre_frac - gemm_frac,  # the GEMM's sum to preact's exact fraction
+                pre_frac - p_frac,  # a peephole product to the same
+                cell_frac - (f["gate"].frac + f["cell"].frac),  # f * c_{t-1}
+                cell_frac - (f["gate"].frac + f["cand"].frac),  # i * g
+            ],
+            dtype=np.int64,
         )
+        self.roundings = np.stack(
+            [
+                _rounding(pre_frac, f["preact"]),
+                _rounding(cell_frac, f["cell"]),
+                _rounding(h_frac, f["h"]),
+            ]
+        )
+        names = ("sigmoid", "tanh", "tanh_cell")
+        luts = [_lut(qm.tables[k]) for k in names]
+        self.luts = tuple(lut for lut, _ in luts)
+        self.lut_lo = np.array([lo for _, lo in luts], dtype=np.int64)
+        self.tables = tuple(qm.tables[k].kernel_args() for k in names)
 
-    def gemm(self, buf: np.ndarray, acc: np.ndarray) -> None:
-        if self.kind == "int64":
-            _int_matmul(buf, self.weights, acc)
-        else:
-            np.matmul(buf, self.weights, out=acc)
+
+#: per Q mode of SPEC §1, the bias added before a right shift by s > 0 bits, for a source
+#: below zero and at or above zero, from half = 2**(s-1). A tie (the dropped bits exactly
+#: half) goes up with a bias of half and down with half - 1.
+_BIAS = {
+    "TRN": lambda half: (0, 0),
+    "TRN_ZERO": lambda half: (2 * half - 1, 0),  # negatives toward zero: ceil
+    "RND": lambda half: (half, half),
+    "RND_ZERO": lambda half: (half, half - 1),
+    "RND_MIN_INF": lambda half: (half - 1, half - 1),
+    "RND_INF": lambda half: (half - 1, half),
+    "RND_CONV": lambda half: (half - 1, half - 1),  # plus the lowest kept bit: _round_fast
+}
 
 
-def _lut(table) -> tuple[np.ndarray, np.int64]:
+def _rounding(src_frac: int, fmt) -> np.ndarray:
+    """The constants with which :func:`_round_block` writes ``v * 2**-src_frac`` into ``fmt``.
+
+    For a right shift ``s`` of 0 to 62 bits, every Q mode of SPEC §1 is ``(v + bias) >> s``
+    with a bias that depends only on the sign of ``v`` (and, for RND_CONV, on the lowest
+    kept bit), and every O mode is a clamp, a mask or a zero: no branch on the data, so
+    the loops vectorize. Other shifts go through :func:`model.formats.quantize`.
+    tests/model/test_lstm.py checks the two agree.
+    """
+    s = src_frac - fmt.frac
+    fast = 0 <= s <= 62
+    bias_neg, bias_pos = _BIAS[fmt.q](1 << (s - 1)) if fast and s > 0 else (0, 0)
+    conv = int(fmt.q == "RND_CONV" and s > 0)
+    lo, hi = fmt.code_min, fmt.code_max
+    sat_lo = -hi if fmt.o == "SAT_SYM" and fmt.signed and fmt.width >= 2 else lo
+    return np.array(
+        [
+            int(fast),
+            s if fast else 0,
+            bias_neg,
+            bias_pos,
+            conv,
+            sat_lo,
+            hi,
+            int(fmt.o in ("SAT", "SAT_SYM")),
+            int(fmt.o == "SAT_ZERO"),
+            lo,
+            (1 << fmt.width) - 1,
+            src_frac,
+            *fmt.args(),
+        ],
+        dtype=np.int64,
+    )
+
+
+def _lut(table) -> tuple[np.ndarray, int]:
     """Every output of a table with a narrow input, as ``code << 1 | overflowed``.
 
     A lookup costs one load where the table's own evaluation costs a search and a
@@ -280,10 +333,10 @@ def _lut(table) -> tuple[np.ndarray, np.int64]:
     """
     fmt = table.in_fmt
     if fmt.width > LUT_MAX_BITS or table.out_fmt.width > 30:
-        return np.zeros(0, dtype=np.int32), np.int64(0)
+        return np.zeros(0, dtype=np.int32), 0
     lut = np.empty(fmt.code_max - fmt.code_min + 1, dtype=np.int32)
     _fill_lut(np.int64(fmt.code_min), lut, *table.kernel_args())
-    return lut, np.int64(fmt.code_min)
+    return lut, fmt.code_min
 
 
 @njit(cache=True)
@@ -295,117 +348,173 @@ def _fill_lut(lo, lut, bps, x_hi, a, b, sa, sb, sum_frac, signed, width, frac, q
         lut[k] = (code << 1) | over
 
 
+#: SPEC §1's one quantize routine, compiled into the kernel instead of called
+_quantize = njit(cache=True, inline="always")(quantize.py_func)
+
+
 @njit(cache=True, inline="always")
-def _activate(x, lut, table):
-    """A table's ``(code, overflowed)`` for input code ``x``: from the LUT when there is one."""
-    if lut[0].shape[0] > 0:
-        v = np.int64(lut[0][x - lut[1]])
-        return v >> 1, (v & 1) != 0
-    return evaluate(x, *table)
+def _round_fast(v, s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask):
+    """:func:`model.formats.quantize` for a right shift ``s`` in [0, 62], without branches."""
+    bias = bias_neg if v < 0 else bias_pos
+    q = (v + bias + ((v >> s) & conv)) >> s  # RND_CONV: a tie above an odd code goes up
+    over = (q < lo) | (q > hi)
+    code = min(max(q, lo), hi) if sat else ((q - wrap_lo) & mask) + wrap_lo
+    if zero and over:
+        code = 0
+    return code, over
+
+
+@njit(cache=True)
+def _round_block(a, col0, col1, rp):
+    """Round ``a[:, col0:col1]`` (exact sums) in place by the constants ``rp`` of
+    :func:`_rounding`; returns how many overflowed."""
+    n_over = 0
+    if rp[0]:
+        s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
+        for r in range(a.shape[0]):
+            for j in range(col0, col1):
+                code, over = _round_fast(
+                    a[r, j], s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask
+                )
+                a[r, j] = code
+                n_over += over
+    else:
+        src_frac, signed, width, frac, q_mode, o_mode = rp[11:17]
+        for r in range(a.shape[0]):
+            for j in range(col0, col1):
+                code, over = _quantize(a[r, j], src_frac, signed, width, frac, q_mode, o_mode)
+                a[r, j] = code
+                n_over += over
+    return n_over
+
+
+@njit(cache=True)
+def _table_block(src, src_col, dst, dst_col, width, lut, lo, table):
+    """``dst[:, dst_col:+width]`` = a PWL table (SPEC §3) of ``src[:, src_col:+width]``, from
+    its LUT when it has one; returns how many overflowed."""
+    n_over = 0
+    if lut.shape[0] > 0:
+        for r in range(src.shape[0]):
+            for j in range(width):
+                v = np.int64(lut[src[r, src_col + j] - lo])
+                dst[r, dst_col + j] = v >> 1
+                n_over += v & 1
+    else:
+        for r in range(src.shape[0]):
+            for j in range(width):
+                code, over = evaluate(src[r, src_col + j], *table)
+                dst[r, dst_col + j] = code
+                n_over += over
+    return n_over
+
+
+def _gemm_into(a, b, out):
+    """out = a @ b, exactly (a, b, out C-contiguous, one dtype); for use inside kernels."""
+
+
+@overload(_gemm_into, jit_options={"cache": True})
+def _gemm_into_impl(a, b, out):
+    if isinstance(a.dtype, types.Float):
+        # BLAS (numba calls it through SciPy); exact because _gemm_kind proved it
+        return lambda a, b, out: np.dot(a, b, out)
+
+    def int_gemm(a, b, out):
+        m, k_len = a.shape
+        for i in range(m):
+            for j in range(out.shape[1]):
+                out[i, j] = 0
+            for k in range(k_len):
+                av = a[i, k]
+                if av != 0:
+                    for j in range(out.shape[1]):
+                        out[i, j] += av * b[k, j]
+
+    return int_gemm
 
 
 @njit(cache=True, parallel=True)
-def _int_matmul(a, b, out):
-    m, k_len = a.shape
-    n = b.shape[1]
-    for i in prange(m):
-        for j in range(n):
-            out[i, j] = 0
-        for k in range(k_len):
-            av = a[i, k]
-            if av != 0:
-                for j in range(n):
-                    out[i, j] += av * b[k, j]
+def _run(x, weights, p, shifts, rounds, h_out, counts, tr, chunk, gemm_rows, luts, lut_lo, tables):
+    """The whole batch: each chunk of ``chunk`` sequences runs all its steps on one thread.
 
-
-@njit(cache=True, parallel=True)
-def _cell_step(
-    acc,
-    buf,
-    x,
-    t_next,
-    p,
-    c,
-    h_out,
-    t_out,
-    counts,
-    tr,
-    t,
-    k,
-    lut_sig,
-    lut_tanh,
-    lut_cell,
-    t_sig,
-    t_tanh,
-    t_cell,
-):
-    """One time step for every sequence, from the GEMM's ``acc`` = W x_t + R h_{t-1} + b.
-
-    Updates ``c`` in place, writes ``h_t`` into ``h_out[:, t_out]`` and into ``buf`` (with
-    ``x[:, t_next]``), adds overflows into ``counts`` and, when ``tr`` is not empty, writes
-    the step's trace into ``tr[:, t]``.
+    Per step, a GEMM on ``[x_t | h_{t-1} | 1]`` (``gemm_rows`` at a time) gives
+    W x_t + R h_{t-1} + b for the chunk;
+    then SPEC §2 from ``preact`` on, one quantization point at a time over the whole chunk
+    (loops without branches on the data, which vectorize). ``h_t`` goes to
+    ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into the next GEMM's input;
+    overflows to ``counts[chunk]``; the trace, when ``tr`` is not empty, to ``tr[:, t]``.
     """
-    n, h_size = c.shape
-    i_size = x.shape[2]
-    s_acc, s_p, pre_frac, cell_frac, s_fc, s_ig, h_frac = k[0:7]
-    pre_fmt = (k[7], k[8], k[9], k[10], k[11])
-    cell_fmt = (k[12], k[13], k[14], k[15], k[16])
-    h_fmt = (k[17], k[18], k[19], k[20], k[21])
+    n, t_len, i_size = x.shape
+    k_len, h4 = weights.shape
+    h = h4 // 4
+    s_acc, s_p, s_fc, s_ig = shifts[0], shifts[1], shifts[2], shifts[3]
+    r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
+    lut_sig, lut_tanh, lut_cell = luts
+    t_sig, t_tanh, t_cell = tables
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
-    for s in prange(n):
-        n_pre = n_gate = n_cand = n_cell = n_tc = n_h = 0
-        for j in range(h_size):
-            c_old = c[s, j]
-            a_i = np.int64(acc[s, j]) << s_acc
-            a_f = np.int64(acc[s, h_size + j]) << s_acc
-            a_g = np.int64(acc[s, 2 * h_size + j]) << s_acc
-            a_o = np.int64(acc[s, 3 * h_size + j]) << s_acc
+    for ch in prange(counts.shape[0]):
+        s0 = ch * chunk
+        m = min(chunk, n - s0)
+        buf = np.zeros((m, k_len), dtype=weights.dtype)  # [x_t | h_{t-1} | 1] per sequence
+        acc = np.empty((m, h4), dtype=weights.dtype)
+        pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
+        act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
+        c = np.zeros((m, h), dtype=np.int64)
+        tc = np.empty((m, h), dtype=np.int64)
+        hq = np.empty((m, h), dtype=np.int64)
+        tally = np.zeros(counts.shape[1], dtype=np.int64)
+        for r in range(m):
+            buf[r, k_len - 1] = 1
+        for t in range(t_len):
+            for r in range(m):
+                for col in range(i_size):
+                    buf[r, col] = x[s0 + r, t, col]
+            for r0 in range(0, m, gemm_rows):
+                r1 = min(m, r0 + gemm_rows)
+                _gemm_into(buf[r0:r1], weights, acc[r0:r1])
+            for r in range(m):
+                for j in range(h4):
+                    pre[r, j] = np.int64(acc[r, j]) << s_acc
             if peep:  # i and f see c_{t-1}
-                a_i += (p[j] * c_old) << s_p
-                a_f += (p[h_size + j] * c_old) << s_p
-            pre_i, over_i = quantize(a_i, pre_frac, *pre_fmt)
-            pre_f, over_f = quantize(a_f, pre_frac, *pre_fmt)
-            pre_g, over_g = quantize(a_g, pre_frac, *pre_fmt)
-            n_pre += over_i + over_f + over_g
-            i, over_i = _activate(pre_i, lut_sig, t_sig)
-            f, over_f = _activate(pre_f, lut_sig, t_sig)
-            g, over_g = _activate(pre_g, lut_tanh, t_tanh)
-            n_gate += over_i + over_f
-            n_cand += over_g
-            c_new, over = quantize(((f * c_old) << s_fc) + ((i * g) << s_ig), cell_frac, *cell_fmt)
-            n_cell += over
+                for r in range(m):
+                    for j in range(h):
+                        pre[r, j] += (p[j] * c[r, j]) << s_p
+                        pre[r, h + j] += (p[h + j] * c[r, j]) << s_p
+            # o waits for c_t when there are peepholes
+            tally[0] += _round_block(pre, 0, 3 * h if peep else h4, r_pre)
+            tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], t_sig)
+            tally[2] += _table_block(pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], t_tanh)
+            for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
+                for j in range(h):
+                    c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
+                        (act[r, j] * act[r, 2 * h + j]) << s_ig
+                    )
+            tally[3] += _round_block(c, 0, h, r_cell)
             if peep:  # o sees c_t
-                a_o += (p[2 * h_size + j] * c_new) << s_p
-            pre_o, over = quantize(a_o, pre_frac, *pre_fmt)
-            n_pre += over
-            o, over = _activate(pre_o, lut_sig, t_sig)
-            n_gate += over
-            tc, over = _activate(c_new, lut_cell, t_cell)
-            n_tc += over
-            h_new, over = quantize(o * tc, h_frac, *h_fmt)
-            n_h += over
-            c[s, j] = c_new
-            h_out[s, t_out, j] = h_new
-            buf[s, i_size + j] = h_new
+                for r in range(m):
+                    for j in range(h):
+                        pre[r, 3 * h + j] += (p[2 * h + j] * c[r, j]) << s_p
+                tally[0] += _round_block(pre, 3 * h, h4, r_pre)
+            tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], t_sig)
+            tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], t_cell)
+            for r in range(m):
+                for j in range(h):
+                    hq[r, j] = act[r, 3 * h + j] * tc[r, j]
+            tally[5] += _round_block(hq, 0, h, r_h)
+            t_out = t if h_out.shape[1] > 1 else 0
+            for r in range(m):
+                for j in range(h):
+                    h_out[s0 + r, t_out, j] = hq[r, j]
+                    buf[r, i_size + j] = hq[r, j]
             if want:
-                tr[s, t, j] = pre_i
-                tr[s, t, h_size + j] = pre_f
-                tr[s, t, 2 * h_size + j] = pre_g
-                tr[s, t, 3 * h_size + j] = pre_o
-                base = 4 * h_size
-                tr[s, t, base + j] = i
-                tr[s, t, base + h_size + j] = f
-                tr[s, t, base + 2 * h_size + j] = g
-                tr[s, t, base + 3 * h_size + j] = o
-                tr[s, t, base + 4 * h_size + j] = c_new
-                tr[s, t, base + 5 * h_size + j] = tc
-                tr[s, t, base + 6 * h_size + j] = h_new
-        for col in range(i_size):
-            buf[s, col] = x[s, t_next, col]
-        counts[s, 0] += n_pre
-        counts[s, 1] += n_gate
-        counts[s, 2] += n_cand
-        counts[s, 3] += n_cell
-        counts[s, 4] += n_tc
-        counts[s, 5] += n_h
+                for r in range(m):
+                    row = tr[s0 + r, t]
+                    for j in range(h4):
+                        row[j] = pre[r, j]
+                        row[h4 + j] = act[r, j]
+                    for j in range(h):
+                        row[2 * h4 + j] = c[r, j]
+                        row[2 * h4 + h + j] = tc[r, j]
+                        row[2 * h4 + 2 * h + j] = hq[r, j]
+        for q in range(tally.shape[0]):
+            counts[ch, q] = tally[q]
