@@ -75,7 +75,8 @@ def runtime_key(build_dir: Path) -> str:
     h.update(os.environ.get("VERILATOR_ROOT", "").encode())
     for mk in sorted(build_dir.glob("V*.mk")):
         for name, value in _VM_LINE.findall(mk.read_text()):
-            if name not in ("VM_PREFIX", "VM_MODPREFIX"):
+            # the design's names and how its own files are grouped do not reach the runtime
+            if name not in ("VM_PREFIX", "VM_MODPREFIX", "VM_PARALLEL_BUILDS"):
                 h.update(f"{name}={value};".encode())
     cxx = os.environ.get("CXX", "g++")
     try:
