@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: modules with ``add_parsers(subparsers)``; each parser sets ``func(args) -> int``
-COMMAND_MODULES = ("model.cli", "hdl.cli", "sim.cli")
+COMMAND_MODULES = ("model.cli", "hdl.cli", "sim.cli", "model.report_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

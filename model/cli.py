@@ -9,7 +9,6 @@ import numpy as np
 
 from model.config import load_config
 from model.lstm import quantize_input, run_fixed, run_float
-from model.pwl import describe
 
 
 def add_parsers(sub) -> None:
@@ -25,11 +24,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--codes", action="store_true", help="the input holds integer x codes")
     p.add_argument("--float", action="store_true", help="also run the float64 reference")
     p.set_defaults(func=cmd_infer)
-
-    p = sub.add_parser("demo", help="quantize the built-in example and show its error")
-    p.add_argument("--sequences", type=int, default=64)
-    p.add_argument("--steps", type=int, default=100)
-    p.set_defaults(func=cmd_demo)
 
 
 def report_weights(cfg) -> None:
@@ -81,28 +75,4 @@ def cmd_infer(args: argparse.Namespace) -> int:
         err = np.abs(out["h"] - out["h_float"])
         print(f"h against float: max abs error {err.max():.3g}, mean {err.mean():.3g}")
     print(f"wrote {args.output}")
-    return 0
-
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEFAULT_EXAMPLE = EXAMPLES / "tiny" / "config.toml"
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    cfg = load_config(DEFAULT_EXAMPLE)
-    qm = cfg.qmodel
-    print(f"example {cfg.name}: I={qm.input_size} H={qm.hidden_size} from {cfg.model_path.name}")
-    for act, table in qm.tables.items():
-        err = table.error()
-        print(f"  {act:9s} {describe(table)}: max error {err['max_lsb']:.2f} LSB")
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.sequences, args.steps, qm.input_size))
-    x_codes, _ = quantize_input(qm, x)
-    res = run_fixed(qm, x_codes)
-    h = qm.formats["h"].codes_to_values(res.h_codes)
-    err = np.abs(h - run_float(cfg.float_model, x, output=qm.output))
-    print(
-        f"{args.sequences} random sequences x {args.steps} steps: h against float64 "
-        f"max abs error {err.max():.3g}, mean {err.mean():.3g} (h LSB {qm.formats['h'].lsb:.3g})"
-    )
     return 0

@@ -1,0 +1,529 @@
+"""Precision sweeps: the report's metrics over a grid of word lengths and table sizes.
+
+An axis is written ``NAMES=VALUES``:
+
+- ``w=8..16`` the word length W of tensor ``w`` (its integer bits I stay, so the fraction
+  grows); ``w,r=8..16`` varies both together; ``weights`` stands for w, r, b (and p),
+  ``all`` for every tensor;
+- ``preact.I=4..7`` the integer bits I instead (W stays);
+- ``sigmoid.segments=8..256`` a table setting (powers of two for ``segments``; ``tables``
+  stands for all three tables); setting ``segments`` on an ``auto`` table makes it
+  ``uniform``. ``max_error_lsb=0.5..8`` (powers of two) and ``range_log2`` work the same.
+
+``A..B`` is every integer (word lengths, integer bits, range_log2) or every power of two
+(segments, max_error_lsb) from A to B; ``A..B:S`` steps by S; ``A,B,C`` lists values.
+
+Every finished point is appended to ``DIR/sweep.jsonl`` at once, under a key that names
+the config it ran (its changed formats and table settings); a sweep started again in the
+same folder, with the same config and data, skips the points it finds there, whichever
+axes they came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.config import ACTIVATIONS, ConfigError
+from model.formats import Format
+from model.measure import SIGNALS, measure
+from model.progress import Progress
+from model.qmodel import TENSORS
+
+TABLE_KEYS = {"segments": "pow2", "max_error_lsb": "pow2", "range_log2": "int"}
+TENSOR_GROUPS = {"weights": ("w", "r", "b", "p"), "all": TENSORS}
+TABLE_GROUPS = {"tables": tuple(ACTIVATIONS)}
+FORMAT = 1  # of sweep.jsonl
+
+
+class SweepError(ValueError):
+    """An axis or a sweep folder that cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the grid: what it changes and the values it takes."""
+
+    label: str  # the left side, as written: "w,r", "preact.I", "sigmoid.segments"
+    targets: tuple[str, ...]  # tensors, or activations for a table axis
+    kind: str  # "width", "int_bits" or "table"
+    key: str | None  # the table setting of a table axis
+    values: tuple
+
+
+def _values(text: str, how: str, label: str) -> tuple:
+    """``A..B[:S]`` or ``A,B,C`` as numbers; ``how`` is ``int`` or ``pow2``."""
+    num = float if how == "pow2" else int
+    try:
+        if ".." in text:
+            lo_text, _, rest = text.partition("..")
+            hi_text, _, step_text = rest.partition(":")
+            lo, hi = num(lo_text), num(hi_text)
+            if hi < lo:
+                raise SweepError(f"--vary {label}={text}: the range runs backwards")
+            if how == "pow2":
+                if step_text:
+                    raise SweepError(f"--vary {label}={text}: powers of two take no :STEP")
+                if lo <= 0:
+                    raise SweepError(f"--vary {label}={text}: powers of two start above 0")
+                out, v = [], 2.0 ** math.ceil(math.log2(lo))
+                while v <= hi:
+                    out.append(v)
+                    v *= 2
+            else:
+                step = int(step_text) if step_text else 1
+                if step < 1:
+                    raise SweepError(f"--vary {label}={text}: the step must be at least 1")
+                out = list(range(lo, hi + 1, step))
+        else:
+            out = [num(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        if isinstance(e, SweepError):
+            raise
+        kind = "integers" if how == "int" else "numbers"
+        raise SweepError(
+            f"--vary {label}={text}: the values must be {kind}, written A..B, A..B:STEP or A,B,C"
+        ) from None
+    if not out:
+        raise SweepError(f"--vary {label}={text} gives no values")
+    if how == "pow2":
+        out = [int(v) if v == int(v) else v for v in out]
+    return tuple(out)
+
+
+def parse_axis(text: str, *, peephole: bool = False) -> Axis:
+    """An axis from its command-line text (see the module's docstring)."""
+    label, eq, values = text.partition("=")
+    label = label.strip()
+    if not eq or not label or not values.strip():
+        raise SweepError(f"--vary {text!r}: write NAME=A..B, for example w=8..16")
+    name, dot, key = label.partition(".")
+    names = [n.strip() for n in name.split(",")]
+    if len(names) == 1 and names[0] in TABLE_KEYS and not dot:
+        names, key, dot = ["tables"], names[0], "."
+    # tanh_cell is a tensor and a table: a table setting after the dot says which
+    table_only = [n for n in names if n in TABLE_GROUPS or (n in ACTIVATIONS and n not in TENSORS)]
+    if key in TABLE_KEYS or table_only:
+        if not all(n in ACTIVATIONS or n in TABLE_GROUPS for n in names) or key not in TABLE_KEYS:
+            raise SweepError(
+                f"--vary {label}: a table axis is TABLE.KEY with TABLE one of "
+                f"{', '.join([*ACTIVATIONS, *TABLE_GROUPS])} and KEY one of "
+                f"{', '.join(TABLE_KEYS)}"
+            )
+        acts = []
+        for n in names:
+            acts += TABLE_GROUPS.get(n, (n,))
+        how = TABLE_KEYS[key]
+        return Axis(label, tuple(dict.fromkeys(acts)), "table", key, _values(values, how, label))
+    tensors = []
+    for n in names:
+        if n in TENSOR_GROUPS:
+            tensors += [t for t in TENSOR_GROUPS[n] if t != "p" or peephole]
+        elif n in TENSORS:
+            tensors.append(n)
+        else:
+            raise SweepError(
+                f"--vary {label}: {n!r} is neither a tensor ({', '.join(TENSORS)}, or "
+                f"{', '.join(TENSOR_GROUPS)}) nor a table ({', '.join(ACTIVATIONS)}, tables)"
+            )
+    if dot and key != "I":
+        raise SweepError(f"--vary {label}: after a tensor name only .I (integer bits) is known")
+    kind = "int_bits" if dot else "width"
+    vals = _values(values, "int", label)
+    if kind == "width":
+        bad = [v for v in vals if not 1 <= v <= 32]
+        if bad:
+            raise SweepError(f"--vary {label}: word lengths run from 1 to 32, not {bad[0]}")
+    return Axis(label, tuple(dict.fromkeys(tensors)), kind, None, vals)
+
+
+def changes(base, axes: list[Axis], point: tuple) -> dict:
+    """The formats and table settings that one point of the grid changes in ``base``."""
+    fmts: dict[str, Format] = {}
+    acts: dict[str, dict] = {}
+    for axis, v in zip(axes, point):
+        for t in axis.targets:
+            if axis.kind == "table":
+                s = acts.setdefault(t, {})
+                s[axis.key] = v
+                if axis.key == "segments" and base.table_settings(t)["kind"] == "auto":
+                    s.setdefault("kind", "uniform")
+                continue
+            f = fmts.get(t, base.formats[t])
+            if axis.kind == "width":
+                f = Format(f.signed, int(v), f.int_bits, f.q, f.o)
+            else:
+                f = Format(f.signed, f.width, int(v), f.q, f.o)
+            fmts[t] = f
+    return {
+        "formats": {t: str(f) for t, f in sorted(fmts.items())},
+        "activations": {a: dict(sorted(s.items())) for a, s in sorted(acts.items())},
+    }
+
+
+def point_key(change: dict) -> str:
+    return json.dumps(change, sort_keys=True)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+class TableCache:
+    """Tables built once per (activation, formats, settings): a sweep rebuilds few."""
+
+    def __init__(self):
+        self.tables = {}
+
+    def configure(self, base, change: dict):
+        """``base`` with ``change`` applied, its tables taken from the cache when built."""
+        cfg = base.replace(formats=change["formats"], activations=change["activations"])
+        tables = {}
+        for act, (src, dst, _) in ACTIVATIONS.items():
+            s = cfg.table_settings(act)
+            key = (act, str(cfg.formats[src]), str(cfg.formats[dst]), json.dumps(s, sort_keys=True))
+            if key not in self.tables:
+                self.tables[key] = cfg.build_table(act)
+            tables[act] = self.tables[key]
+        cfg.__dict__["tables"] = tables  # Config.tables is a cached_property: fill it
+        return cfg
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def summarize(m: dict) -> dict:
+    """The part of :func:`model.measure.measure`'s result a sweep keeps per point."""
+    return {
+        "total_bits": m["total_bits"],
+        "formats": m["config"]["formats"],
+        "errors": m["errors"],
+        "weights": m["weights"],
+        "overflow": {t: g["overflowed"] for t, g in m["ranges"].items()},
+        "outside": {t: g["outside"] for t, g in m["ranges"].items()},
+        "tables": {
+            a: {"segments": t["segments"], "max_lsb": t["max_lsb"], "kind": t["kind"]}
+            for a, t in m["tables"].items()
+        },
+        "growth": m["growth"]["fixed"]["ratio"],
+        "task": m["task"],
+    }
+
+
+def fingerprint(base, arrays: list) -> str:
+    """What a sweep's results depend on besides the grid: config, model file, data."""
+    h = hashlib.sha256()
+    h.update(base.to_toml().encode())
+    h.update(Path(base.model_path).read_bytes())
+    for arr in arrays:
+        if arr is None:
+            h.update(b"-")
+            continue
+        a = np.ascontiguousarray(arr)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def evaluate(base, change: dict, x, *, labels, head, tables: TableCache, float_cache) -> dict:
+    """The metrics of one point, or the reason it cannot be built."""
+    try:
+        cfg = tables.configure(base, change)
+        _ = cfg.qmodel
+    except (ConfigError, ValueError) as e:
+        return {"error": str(e)}
+    return summarize(measure(cfg, x, labels=labels, head=head, float_cache=float_cache))
+
+
+# --------------------------------------------------------------------------- the results file
+
+
+class ResultsFile:
+    """``sweep.jsonl``: a header line, then one line per finished point, flushed at once."""
+
+    def __init__(self, path: Path, fp: str):
+        self.path = path
+        self.done: dict[str, dict] = {}
+        if path.exists():
+            self._read(fp)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w") as f:
+                f.write(json.dumps({"lstmfx_sweep": FORMAT, "fingerprint": fp}) + "\n")
+
+    def _read(self, fp: str) -> None:
+        lines = self.path.read_text().split("\n")
+        try:
+            header = json.loads(lines[0])
+        except json.JSONDecodeError:
+            header = {}
+        if header.get("fingerprint") != fp:
+            raise SweepError(
+                f"{self.path} holds a sweep of another config, model or data; sweep into "
+                f"another folder, or delete it to start again"
+            )
+        good = [lines[0]]
+        for line in lines[1:]:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by an interruption: everything before it stands
+            self.done[row["key"]] = row["result"]
+            good.append(line)
+        # drop a torn last line so that appends start on a clean line
+        self.path.write_text("\n".join(good) + "\n")
+
+    def add(self, key: str, result: dict) -> None:
+        from model.report import json_safe
+
+        line = json.dumps({"key": key, "result": json_safe(result)}, allow_nan=False)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+            f.flush()
+        self.done[key] = json.loads(line)["result"]
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def grid(axes: list[Axis]) -> list[tuple]:
+    return list(itertools.product(*(a.values for a in axes)))
+
+
+def run_sweep(
+    base,
+    x,
+    axes: list[Axis],
+    out_dir,
+    *,
+    labels=None,
+    head=None,
+    on_point=None,
+    progress: bool = True,
+    stream=None,
+) -> list[dict]:
+    """Every point of the grid of ``axes``, resuming from ``out_dir/sweep.jsonl``.
+
+    Returns one row per point, in grid order: ``{"point": {label: value}, "key": ...,
+    "result": metrics or {"error": ...}}``. ``on_point(k, row)`` is called after each point
+    computed in this run (tests interrupt a sweep through it).
+    """
+    if not axes:
+        raise SweepError("give at least one --vary axis, for example --vary w,r=6..16")
+    labels_seen = [a.label for a in axes]
+    if len(set(labels_seen)) != len(labels_seen):
+        raise SweepError(f"an axis is given twice: {', '.join(labels_seen)}")
+    x = np.asarray(x, dtype=np.float64)
+    out = Path(out_dir)
+    fp = fingerprint(base, [x, labels, None if head is None else np.append(head.w, head.b)])
+    results = ResultsFile(out / "sweep.jsonl", fp)
+    points = grid(axes)
+    keys = [point_key(changes(base, axes, p)) for p in points]
+    todo = [k for k in dict.fromkeys(keys) if k not in results.done]
+    bar = Progress(len(points), done=len(points) - len(todo), stream=stream) if progress else None
+    tables, float_cache = TableCache(), {}
+    where = {key: p for p, key in zip(points, keys)}
+    for k, key in enumerate(todo):
+        change = json.loads(key)
+        result = evaluate(
+            base, change, x, labels=labels, head=head, tables=tables, float_cache=float_cache
+        )
+        results.add(key, result)
+        if bar:
+            bar.update(" ".join(f"{a}={v}" for a, v in zip(labels_seen, where[key])))
+        if on_point is not None:
+            on_point(k, {"key": key, "result": results.done[key]})
+    return [
+        {"point": dict(zip(labels_seen, p)), "key": key, "result": results.done[key]}
+        for p, key in zip(points, keys)
+    ]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def flat_row(row: dict) -> dict:
+    """One CSV row: the point, then the headline numbers."""
+    out = dict(row["point"])
+    res = row["result"]
+    if "error" in res:
+        out["error"] = res["error"]
+        return out
+    fixed, pwl = res["errors"]["fixed"], res["errors"]["pwl"]
+    out["total_bits"] = res["total_bits"]
+    for sig in SIGNALS:
+        out[f"{sig}_max_abs"] = fixed[sig]["max_abs"]
+        out[f"{sig}_rmse"] = fixed[sig]["rmse"]
+        out[f"{sig}_sqnr_db"] = fixed[sig]["sqnr_db"]
+    out["pwl_h_max_abs"] = pwl["h"]["max_abs"]
+    out["pwl_h_rmse"] = pwl["h"]["rmse"]
+    out["overflowed"] = sum(res["overflow"].values())
+    for act, t in res["tables"].items():
+        out[f"{act}_segments"] = t["segments"]
+        out[f"{act}_max_lsb"] = t["max_lsb"]
+    task = res.get("task")
+    if task:
+        metric = task["metric"]
+        out[f"float_{metric}"] = task["float"][metric]
+        out[f"fixed_{metric}"] = task["fixed"][metric]
+        out[f"{metric}_drop"] = task["drop"]["fixed"]
+    return out
+
+
+def write_outputs(rows: list[dict], axes: list[Axis], out_dir, *, title: str) -> dict[str, Path]:
+    """sweep.csv, sweep.md (with PNGs) and a self-contained sweep.html."""
+    import csv
+
+    from model.report import CSS, _html_table, _md_table, num
+
+    out = Path(out_dir)
+    flat = [flat_row(r) for r in rows]
+    cols = list(dict.fromkeys(k for r in flat for k in r))
+    paths = {"csv": out / "sweep.csv"}
+    with paths["csv"].open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(flat)
+    images = plot_sweep(rows, axes)
+    for name, png in images.items():
+        (out / f"{name}.png").write_bytes(png)
+
+    shown = [a.label for a in axes] + ["total_bits", "h_max_abs", "h_rmse", "h_sqnr_db"]
+    shown += ["pwl_h_rmse", "overflowed"]
+    shown += [c for c in cols if c.endswith("_drop") or c.startswith("fixed_")]
+    shown += [c for c in cols if c.endswith("_segments")] + (["error"] if "error" in cols else [])
+    body = [[num(r.get(c)) if not isinstance(r.get(c), str) else r[c] for c in shown] for r in flat]
+    intro = (
+        f"{len(rows)} points over {', '.join(f'{a.label} ({len(a.values)})' for a in axes)}. "
+        f"Errors are of the fixed-point h against float64 (all sequences and steps); "
+        f"pwl_h_rmse is the error of the PWL tables alone. Every number: sweep.csv, sweep.jsonl."
+    )
+    md = [f"# {title}", "", intro, ""]
+    md += [f"![{n}]({n}.png)" for n in images] + ["", _md_table(shown, body), ""]
+    paths["md"] = out / "sweep.md"
+    paths["md"].write_text("\n".join(md))
+    import base64
+    import html
+
+    imgs = "".join(
+        f'<p><img alt="{n}" src="data:image/png;base64,{base64.b64encode(p).decode()}"></p>'
+        for n, p in images.items()
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(intro)}</p><h2>Error against bits</h2>{imgs}<h2>Every point</h2>"
+        f"{_html_table(shown, body)}</body></html>\n"
+    )
+    paths["html"] = out / "sweep.html"
+    paths["html"].write_text(page)
+    return paths
+
+
+def _metric_panels(rows: list[dict]) -> list[tuple[str, str, bool]]:
+    """(column, axis title, log scale) of each panel of the sweep plots."""
+    panels = [
+        ("h_max_abs", "max abs error of h", True),
+        ("h_rmse", "RMSE of h", True),
+    ]
+    task = next((r["result"].get("task") for r in rows if r["result"].get("task")), None)
+    if task:
+        m = task["metric"]
+        panels.append((f"fixed_{m}", f"fixed-point {m} (float: {num_text(task, m)})", False))
+    return panels
+
+
+def task_value(rows: list[dict], metric: str) -> float:
+    return next(r["result"]["task"]["float"][metric] for r in rows if r["result"].get("task"))
+
+
+def num_text(task: dict, metric: str) -> str:
+    v = task["float"][metric]
+    return f"{100 * v:.2f} %" if metric == "accuracy" else f"{v:.4g}"
+
+
+def plot_sweep(rows: list[dict], axes: list[Axis]) -> dict[str, bytes]:
+    """Per axis, each metric against the axis' values (one line per setting of the other
+    axes, or the best over them when there are many); and every point against total bits."""
+    from model.report import _figure, _png
+
+    flat = [flat_row(r) for r in rows]
+    ok = [r for r in flat if "error" not in r]
+    panels = _metric_panels(rows)
+    images = {}
+    if not ok:
+        return images
+    plt, fig, grid_axes = _figure(len(axes), len(panels), size=(4.2 * len(panels), 3.2 * len(axes)))
+    for row, axis in enumerate(axes):
+        others = [a.label for a in axes if a is not axis]
+        groups: dict[tuple, list] = {}
+        for r in ok:
+            groups.setdefault(tuple(r[o] for o in others), []).append(r)
+        for col, (metric, title, log) in enumerate(panels):
+            ax = grid_axes[row, col]
+            if len(groups) <= 6:
+                for g, rs in groups.items():
+                    rs = sorted(rs, key=lambda r: r[axis.label])
+                    label = ", ".join(f"{o}={v}" for o, v in zip(others, g)) or None
+                    ys = [_plottable(r[metric], log) for r in rs]
+                    ax.plot([r[axis.label] for r in rs], ys, "o-", ms=4, label=label)
+                if others and len(groups) > 1 and col == 0:
+                    ax.legend(fontsize=7)
+            else:  # the best any setting of the other axes reaches at each value
+                best = {}
+                higher = metric.endswith("accuracy")
+                for r in ok:
+                    v = r[metric]
+                    if v is None:
+                        continue
+                    k = r[axis.label]
+                    if k not in best or (v > best[k] if higher else v < best[k]):
+                        best[k] = v
+                ks = sorted(best)
+                ax.plot(ks, [_plottable(best[k], log) for k in ks], "o-", ms=4, label="best")
+                ax.legend(fontsize=7)
+            if metric.startswith("fixed_"):  # the float model's score, for reference
+                v = task_value(rows, metric[len("fixed_") :])
+                ax.axhline(v, color="#7a8899", ls="--", lw=1)
+            if log:
+                ax.set_yscale("log")
+            xlabel = axis.label + (" (word length, bits)" if axis.kind == "width" else "")
+            ax.set_xlabel(xlabel)
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+            if axis.key in ("segments", "max_error_lsb"):
+                ax.set_xscale("log", base=2)
+    images["sweep_axes"] = _png(plt, fig)
+
+    plt, fig, ax = _figure(size=(6, 4))
+    ax = ax[0, 0]
+    pts = [(r["total_bits"], r["h_rmse"]) for r in ok if r["h_rmse"] is not None]
+    xs, ys = zip(*pts)
+    ax.plot(xs, [_plottable(y, True) for y in ys], ".", color="#7a8899", label="points")
+    front, best = [], math.inf
+    for b, e in sorted(pts):
+        if e < best:
+            best = e
+            front.append((b, e))
+    ax.step(*zip(*front), where="post", color="#1f4e79", label="fewest bits for an error")
+    ax.set_yscale("log")
+    ax.set_xlabel("total bits (sum of the word lengths of all tensors)")
+    ax.set_ylabel("RMSE of h")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    images["sweep_bits"] = _png(plt, fig)
+    return images
+
+
+def _plottable(v, log: bool):
+    """None (an infinity in JSON) and zeros do not go on a log axis."""
+    if v is None or (log and v <= 0):
+        return np.nan
+    return v

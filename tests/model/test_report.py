@@ -1,0 +1,352 @@
+"""model/measure.py and model/report.py: the report's numbers against direct computation on
+small cases, the three files it writes, the page in a headless browser, and the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmfx
+from model.config import load_config
+from model.lstm import run_fixed, run_float
+from model.measure import (
+    SIGNALS,
+    Head,
+    int_bits_needed,
+    load_head,
+    measure,
+    pwl_function,
+    sqnr_db,
+)
+from model.pwl import FUNCTIONS
+from model.qmodel import ACTIVATIONS, TENSORS
+from model.report import json_safe, write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+#: formats narrow enough to overflow and round visibly, and quick to build tables for
+SMALL_FORMATS = {
+    "x": "fixed<8,2,RND,SAT>",
+    "w": "fixed<8,2,RND,SAT>",
+    "r": "fixed<8,2,RND,SAT>",
+    "b": "fixed<8,2,RND,SAT>",
+    "preact": "fixed<9,3,RND,SAT>",
+    "gate": "ufixed<8,0,RND,SAT>",
+    "cand": "fixed<8,1,RND,SAT>",
+    "cell": "fixed<9,2,RND,SAT>",
+    "tanh_cell": "fixed<8,1,RND,SAT>",
+    "h": "fixed<8,1,RND,WRAP>",
+}
+
+
+def make_config(
+    tmp_path, *, h=3, i=2, seed=0, formats=SMALL_FORMATS, tables='kind = "uniform"\nsegments = 16'
+) -> Path:
+    """A small random LSTM and a config of narrow formats; returns the config's path."""
+    rng = np.random.default_rng(seed)
+    np.savez(
+        tmp_path / "m.npz",
+        w=rng.normal(scale=1.0, size=(4 * h, i)),
+        r=rng.normal(scale=0.8, size=(4 * h, h)),
+        b=rng.normal(scale=0.5, size=4 * h),
+    )
+    lines = ['name = "small"', 'model = "m.npz"', "[formats]"]
+    lines += [f'{k} = "{v}"' for k, v in formats.items()]
+    lines += ["[activations]", tables]
+    path = tmp_path / "c.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def direct(got: np.ndarray, ref: np.ndarray) -> dict:
+    err = (got - ref).ravel()
+    return {
+        "max_abs": float(np.abs(err).max()),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "sqnr_db": float(10 * np.log10(np.sum(ref**2) / np.sum(err**2))),
+    }
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    cfg = load_config(make_config(tmp))
+    rng = np.random.default_rng(5)
+    x = rng.normal(scale=1.5, size=(7, 6, 2))
+    return cfg, x, measure(cfg, x)
+
+
+def test_errors_match_direct_computation(small):
+    cfg, x, r = small
+    qm = cfg.qmodel
+    h = qm.hidden_size
+    _, ref = run_float(cfg.float_model, x, trace=True)
+    x_codes = qm.formats["x"].from_float(x)
+    fixed = run_fixed(qm, x_codes, trace=True).trace
+    tables = {a: pwl_function(qm.tables[a]) for a in ACTIVATIONS}
+    _, approx = run_float(
+        cfg.float_model,
+        x,
+        sigmoid=tables["sigmoid"],
+        tanh=tables["tanh"],
+        tanh_cell=tables["tanh_cell"],
+        trace=True,
+    )
+    fmt_of = {"preact": "preact", "i": "gate", "f": "gate", "o": "gate", "g": "cand"}
+    fmt_of.update(c="cell", tanh_cell="tanh_cell", h="h")
+    for sig, (key, block) in SIGNALS.items():
+        cols = slice(None) if block is None else slice(block * h, (block + 1) * h)
+        got = qm.formats[fmt_of[key]].codes_to_values(fixed[key])[..., cols]
+        want = direct(got, ref[key][..., cols])
+        for stat, v in want.items():
+            assert r["errors"]["fixed"][sig][stat] == pytest.approx(v, rel=1e-9), (sig, stat)
+        assert r["errors"]["fixed"][sig]["max_lsb"] == pytest.approx(
+            want["max_abs"] / qm.formats[fmt_of[key]].lsb
+        )
+        want = direct(approx[key][..., cols], ref[key][..., cols])
+        for stat, v in want.items():
+            assert r["errors"]["pwl"][sig][stat] == pytest.approx(v, rel=1e-9), (sig, stat)
+    # per step: RMSE over sequences and units of each step
+    hv = qm.formats["h"].codes_to_values(fixed["h"])
+    want_t = np.sqrt(np.mean((hv - ref["h"]) ** 2, axis=(0, 2)))
+    assert np.allclose(r["per_step"]["fixed"]["h"]["rmse"], want_t, rtol=1e-9)
+    want_t = np.abs(hv - ref["h"]).max(axis=(0, 2))
+    assert np.allclose(r["per_step"]["fixed"]["h"]["max_abs"], want_t)
+
+
+def test_ranges_and_overflow_match_direct_computation(small):
+    cfg, x, r = small
+    qm = cfg.qmodel
+    _, ref = run_float(cfg.float_model, x, trace=True)
+    res = run_fixed(qm, qm.formats["x"].from_float(x))
+    held = {
+        "x": x,
+        "w": cfg.float_model.w,
+        "r": cfg.float_model.r,
+        "b": cfg.float_model.b,
+        "preact": ref["preact"],
+        "gate": np.concatenate([ref["i"], ref["f"], ref["o"]], axis=-1),
+        "cand": ref["g"],
+        "cell": ref["c"],
+        "tanh_cell": ref["tanh_cell"],
+        "h": ref["h"],
+    }
+    assert set(r["ranges"]) == set(held)
+    for t, values in held.items():
+        g, f = r["ranges"][t], qm.formats[t]
+        assert g["min"] == values.min() and g["max"] == values.max()
+        assert g["count"] == values.size
+        lo, hi = f.value_min - f.lsb / 2, f.value_max + f.lsb / 2
+        assert g["outside"] == np.count_nonzero((values < lo) | (values > hi)), t
+        assert (g["format_min"], g["format_max"]) == (f.value_min, f.value_max)
+    for point, n in res.overflow.items():
+        assert r["ranges"][point]["overflowed"] == n
+    assert r["ranges"]["x"]["overflowed"] == qm.formats["x"].from_float_counted(x)[1]
+    # the narrow formats do overflow somewhere, so the counts above were not all zeros
+    assert sum(g["overflowed"] for g in r["ranges"].values()) > 0
+    assert r["ranges"]["h"]["overflow_mode"] == "wrapped"
+    assert r["ranges"]["cell"]["overflow_mode"] == "saturated"
+
+
+def test_table_errors_are_exhaustive(small):
+    cfg, _, r = small
+    for act, table in cfg.qmodel.tables.items():
+        codes = np.arange(table.in_fmt.code_min, table.in_fmt.code_max + 1)
+        got = table.out_fmt.codes_to_values(table(codes))
+        exact = FUNCTIONS[ACTIVATIONS[act][2]](table.in_fmt.codes_to_values(codes))
+        worst = np.abs(got - exact).max()
+        assert r["tables"][act]["max_abs"] == worst
+        assert r["tables"][act]["max_lsb"] == pytest.approx(worst / table.out_fmt.lsb)
+        assert r["tables"][act]["segments"] == 16
+
+
+def test_pwl_in_float_is_the_table_before_its_output_rounding(small):
+    cfg, _, _ = small
+    for table in cfg.qmodel.tables.values():
+        codes = np.arange(table.in_fmt.code_min, table.in_fmt.code_max + 1)
+        real = pwl_function(table)(table.in_fmt.codes_to_values(codes))
+        rounded = table.out_fmt.codes_to_values(table(codes))
+        inside = (real > table.out_fmt.value_min) & (real < table.out_fmt.value_max)
+        assert np.all(np.abs(real - rounded)[inside] <= table.out_fmt.lsb / 2)
+
+
+def test_sqnr_and_int_bits_on_known_values():
+    assert sqnr_db(2.0, 0.02) == pytest.approx(20.0)
+    assert sqnr_db(1.0, 0.0) == math.inf
+    for lo, hi, signed in [(-1.0, 0.99, True), (0.0, 1.0, False), (-4.4, 10.14, True)]:
+        need = int_bits_needed(lo, hi, signed=signed)
+        # brute force: the fewest I whose range holds [lo, hi], the bound itself counted in
+        for bits in range(-8, 12):
+            top = 2.0 ** (bits - 1) if signed else 2.0**bits
+            if hi <= top and (not signed or lo >= -top):
+                break
+        assert need == bits, (lo, hi, signed)
+    assert int_bits_needed(-0.1, 1.0, signed=False) is None
+
+
+def test_task_metrics_for_classes_and_forecasts(tmp_path):
+    cfg = load_config(make_config(tmp_path, formats={}))
+    qm = cfg.qmodel
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 4, 2))
+    head = Head(rng.normal(size=(3, qm.hidden_size)), rng.normal(size=3), "classify")
+    y = rng.integers(0, 3, size=20)
+    r = measure(cfg, x, labels=y, head=head)
+    h_float = run_float(cfg.float_model, x)[:, -1]
+    want = np.mean((h_float @ head.w.T + head.b).argmax(1) == y)
+    assert r["task"]["float"]["accuracy"] == pytest.approx(want)
+    h_fixed = qm.formats["h"].codes_to_values(run_fixed(qm, qm.formats["x"].from_float(x)).h_codes)
+    got = (h_fixed[:, -1] @ head.w.T + head.b).argmax(1)
+    assert r["task"]["fixed"]["accuracy"] == pytest.approx(np.mean(got == y))
+    assert r["task"]["agreement"]["fixed"] == pytest.approx(
+        np.mean(got == (h_float @ head.w.T + head.b).argmax(1))
+    )
+    # a forecast at every step, NaN labels not scored
+    head = Head(rng.normal(size=(1, qm.hidden_size)), rng.normal(size=1), "regress")
+    y = rng.normal(size=(20, 4))
+    y[:, 0] = np.nan
+    r = measure(cfg, x, labels=y, head=head)
+    pred = (h_fixed @ head.w.T + head.b)[..., 0]
+    want = np.sqrt(np.mean((pred[:, 1:] - y[:, 1:]) ** 2))
+    assert r["task"]["steps"] == "all" and r["task"]["labels"] == 60
+    assert r["task"]["fixed"]["rmse"] == pytest.approx(want)
+    assert r["task"]["drop"]["fixed"] == pytest.approx(
+        r["task"]["fixed"]["rmse"] - r["task"]["float"]["rmse"]
+    )
+
+
+def test_chunks_give_the_numbers_of_one_pass(small, monkeypatch):
+    import model.measure as measure_mod
+
+    cfg, x, r = small
+    monkeypatch.setattr(measure_mod, "CHUNK_ELEMENTS", 1)  # one sequence per chunk
+    again = measure(cfg, x)
+    for m in ("fixed", "pwl"):
+        for sig in SIGNALS:
+            for stat in ("max_abs", "rmse", "sqnr_db"):
+                assert again["errors"][m][sig][stat] == pytest.approx(r["errors"][m][sig][stat])
+    for t, g in r["ranges"].items():
+        assert again["ranges"][t] == pytest.approx(g), t  # sums in another order: rms
+
+
+def test_report_files(small, tmp_path):
+    cfg, _, r = small
+    paths = write_report(r, cfg.qmodel.tables, tmp_path)
+    assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(json_safe(r)))
+    md = paths["md"].read_text()
+    for heading in ("## Summary", "## Formats and ranges", "## Error against float64"):
+        assert heading in md
+    for plot in ("ranges", "errors", "steps", "tables"):
+        assert f"({plot}.png)" in md and (tmp_path / f"{plot}.png").stat().st_size > 1000
+    page = paths["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    # self-contained: nothing is fetched from anywhere
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def render(html_path: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=10000",
+    ]
+    return subprocess.run(
+        [chromium(), *flags, *extra, html_path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_report_renders_in_a_headless_browser(small, tmp_path):
+    if chromium() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing in CI: scripts/install.sh must install it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    cfg, _, r = small
+    page = write_report(r, cfg.qmodel.tables, tmp_path / "report")["html"]
+    out = render(page, tmp_path, "--dump-dom")
+    dom = out.stdout
+    assert out.returncode == 0, out.stderr[-2000:]
+    for heading in ("Summary", "Formats and ranges", "Error against float64", "Activation tables"):
+        assert f">{heading}</h2>" in dom
+    # every plot decoded to a real image (the page's own script counts them on load)
+    assert 'data-images-decoded="4/4"' in dom, dom[:500]
+    shot = tmp_path / "shot.png"
+    out = render(page, tmp_path, f"--screenshot={shot}", "--window-size=1100,1400")
+    assert out.returncode == 0 and shot.stat().st_size > 10000
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.std() > 0.05  # not a blank page
+
+
+def test_report_command(tmp_path):
+    cfg = make_config(tmp_path)
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "x.npy", rng.normal(size=(5, 4, 2)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, size=5))
+    np.savez(tmp_path / "head.npz", w=rng.normal(size=(3, 3)), b=np.zeros(3))
+    args = ["report", str(cfg), "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "out")]
+    assert lstmfx.main([*args, "--labels", str(tmp_path / "y.npy")]) == 0
+    r = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert r["task"]["task"] == "classify"  # integer labels, head found beside the config
+    assert r["task"]["head"].endswith("head.npz")
+    assert set(r["ranges"]) == {t for t in TENSORS if t != "p"}
+    assert lstmfx.main(["report", str(cfg), "--data", str(tmp_path / "nope.npy"), "-o", "x"]) == 2
+
+
+def test_head_file_errors(tmp_path):
+    np.savez(tmp_path / "bad.npz", w=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="lacks b"):
+        load_head(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad.npz", w=np.zeros((2, 3)), b=np.zeros(2), task=np.array("rank"))
+    with pytest.raises(ValueError, match="classify"):
+        load_head(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("name", ["sunspots", "digits"])
+def test_examples_hold_their_published_numbers(name):
+    """The trained examples load and score as examples/README.md says (nothing is trained)."""
+    ex = EXAMPLES / name
+    cfg = load_config(ex / "config.toml")
+    x, y = np.load(ex / "x_test.npy"), np.load(ex / "y_test.npy")
+    r = measure(cfg, x, labels=y, head=load_head(ex / "head.npz"), pwl=False)
+    task = r["task"]
+    if name == "digits":
+        assert task["float"]["accuracy"] == pytest.approx(567 / 597)
+        assert task["fixed"]["accuracy"] >= task["float"]["accuracy"] - 0.005
+    else:
+        assert task["float"]["rmse"] == pytest.approx(18.26, abs=0.01)
+        assert abs(task["drop"]["fixed"]) < 0.05
+    # every range fits its integer bits (sigma and tanh may touch their bound: an edge LSB)
+    assert all(g["headroom_bits"] >= 0 for g in r["ranges"].values())
+
+
+def test_demo_without_simulation(tmp_path, capsys):
+    assert lstmfx.main(["demo", "-o", str(tmp_path), "--no-sim"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped (--no-sim)" in out
+    for f in ("infer.npz", "report/report.html", "report/report.json"):
+        assert (tmp_path / f).is_file()
+    if (tmp_path / "verilog").exists():
+        assert (tmp_path / "verilog" / "sunspots.v").is_file()
