@@ -204,7 +204,6 @@ class TB:
         self.label = label
         self._edge = RisingEdge(dut.clk)
         self.timing = {"intervals": Counter(), "latencies": Counter()}
-        self.protocol: list[str] = []
 
     async def start(self) -> None:
         Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
@@ -342,7 +341,6 @@ class TB:
                     rate = (self.steps_done - steps_before) / (now - start_wall)
                     self.progress(self._progress_line(name, sequences, rate))
         wall = time.perf_counter() - start_wall
-        self.protocol = list(sink.violations)
         return {
             "name": name,
             "sequences": len(sequences),
