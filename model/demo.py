@@ -154,7 +154,10 @@ def _cosimulate(qm, x_codes, sequences: int, sim, out: Path, say, written) -> bo
     real = [s for s in x_codes[:sequences]]
     rng = np.random.default_rng(0)
     extra = max(0, sequences - len(real))
-    phases = [Phase("test data", real, idle="random:0.2", backpressure="random:0.3")]
+    # the timing and latency phases of the standard check measure cycles per step and
+    # latency against the manifest; then the test data and random sequences, with pauses
+    timing = session.standard_phases(qm, sequences=0, steps=x_codes.shape[1], user=real)[:2]
+    phases = [*timing, Phase("test data", real, idle="random:0.2", backpressure="random:0.3")]
     if extra:
         rand = list(random_sequences(qm, extra, x_codes.shape[1], rng))
         phases.append(Phase("random", rand, idle="random:0.2", backpressure="random:0.3"))

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,11 @@ def findings(r: dict) -> list[str]:
     out.append(
         f"Worst table: {worst['activation']} ({worst['describe']}), {num(worst['max_lsb'])} "
         f"output LSB at worst over every input code."
+    )
+    out.append(
+        "Next: `lstmfx sweep` shows the error against each tensor's word length, and "
+        "`lstmfx tune --budget h_max_abs=…` (or metric_drop=… with labels) finds the fewest "
+        "bits within a budget and writes the config."
     )
     return out
 
@@ -306,7 +312,7 @@ def _png(plt, fig) -> bytes:
 def plot_ranges(r: dict) -> bytes:
     """Each tensor's format as a span of bit positions, with the data's max and RMS."""
     names = list(r["ranges"])
-    plt, fig, ax = _figure(size=(8, 0.45 * len(names) + 1.2))
+    plt, fig, ax = _figure(size=(10, 0.45 * len(names) + 1.2))
     ax = ax[0, 0]
     for y, t in enumerate(names):
         g = r["ranges"][t]
@@ -315,8 +321,12 @@ def plot_ranges(r: dict) -> bytes:
         ax.barh(y, top - low, left=low, color="#cfd8e3", edgecolor="#7a8899", height=0.6)
         mag = max(abs(g["min"]), abs(g["max"]))
         if mag > 0:
-            bad = g["overflowed"] > 0 or g["outside"] > 0
-            ax.plot(math.log2(mag), y, "D", color="#c0392b" if bad else "#1f4e79", ms=7)
+            color = "#1f4e79"
+            if g["headroom_bits"] is None or g["headroom_bits"] < 0:
+                color = "#c0392b"
+            elif g["overflowed"] or g["outside"]:
+                color = "#e67e22"  # the data touches the bound: an LSB at the edge
+            ax.plot(math.log2(mag), y, "D", color=color, ms=7)
         if g["rms"] > 0:
             ax.plot(math.log2(g["rms"]), y, "o", color="#2e86c1", ms=5, mfc="none")
     ax.set_yticks(range(len(names)), names)
@@ -324,8 +334,9 @@ def plot_ranges(r: dict) -> bytes:
     ax.set_xlabel("bit position: log2 of magnitude (bar: LSB to largest value of the format)")
     ax.plot([], [], "D", color="#1f4e79", label="largest |value| seen")
     ax.plot([], [], "o", color="#2e86c1", mfc="none", label="RMS of values")
+    ax.plot([], [], "D", color="#e67e22", label="at the format's bound")
     ax.plot([], [], "D", color="#c0392b", label="beyond the format")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _png(plt, fig)
 
@@ -539,6 +550,11 @@ def sections(r: dict) -> list[tuple[str, list]]:
     return [("", [intro]), *out]
 
 
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def render_html(r: dict, images: dict[str, bytes]) -> str:
     title = f"lstmfx quantization report: {r['config']['name']}"
     parts = [
@@ -553,9 +569,9 @@ def render_html(r: dict, images: dict[str, bytes]) -> str:
             parts.append(f'<h2 id="{slug}">{html.escape(heading)}</h2>')
         for part in body:
             if isinstance(part, str):
-                parts.append(f"<p>{html.escape(part)}</p>")
+                parts.append(f"<p>{_inline(part)}</p>")
             elif part[0] == "list":
-                items = "".join(f"<li>{html.escape(s)}</li>" for s in part[1])
+                items = "".join(f"<li>{_inline(s)}</li>" for s in part[1])
                 parts.append(f"<ul>{items}</ul>")
             elif part[0] == "table":
                 parts.append(_html_table(*part[1]))

@@ -350,3 +350,21 @@ def test_demo_without_simulation(tmp_path, capsys):
         assert (tmp_path / f).is_file()
     if (tmp_path / "verilog").exists():
         assert (tmp_path / "verilog" / "sunspots.v").is_file()
+
+
+@pytest.mark.parametrize(
+    "name, budget",
+    [
+        ("sunspots", {"metric": 0.1, "h_max_abs": 0.05}),
+        ("digits", {"metric": 0.005, "h_rmse": 0.02}),
+    ],
+)
+def test_tuned_example_configs_meet_the_budget_they_were_tuned_for(name, budget):
+    ex = EXAMPLES / name
+    cfg = load_config(ex / "config.tuned.toml")
+    x, y = np.load(ex / "x_test.npy"), np.load(ex / "y_test.npy")
+    r = measure(cfg, x, labels=y, head=load_head(ex / "head.npz"), pwl=False)
+    assert r["task"]["drop"]["fixed"] <= budget.pop("metric")
+    for key, limit in budget.items():
+        assert r["errors"]["fixed"]["h"][key.removeprefix("h_")] <= limit
+    assert r["total_bits"] < 100
