@@ -72,6 +72,8 @@ OVERFLOW_WORD = {
 }
 #: trace elements (sequences x steps x values) per chunk
 CHUNK_ELEMENTS = 1 << 22
+#: the float reference's traces are kept between sweep points up to this size
+FLOAT_CACHE_BYTES = 1 << 28
 TASKS = ("classify", "regress")
 
 
@@ -438,6 +440,8 @@ def measure(
             overflow[k] = cfg.weight_overflow.get(k, 0)
 
     chunk = max(1, CHUNK_ELEMENTS // max(1, t_len * h_size * 11))
+    if float_cache is not None and n * t_len * h_size * 11 * 8 > FLOAT_CACHE_BYTES:
+        float_cache = None  # too large to keep: run the float model again at every point
     for lo in range(0, n, chunk):
         sl = slice(lo, min(n, lo + chunk))
         if float_cache is not None and (x.shape, lo) in float_cache:

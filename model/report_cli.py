@@ -75,7 +75,14 @@ def add_parsers(sub) -> None:
         "fraction or with %, or the RMSE increase; needs --labels); overflow=N.",
     )
     _data_args(p)
-    p.add_argument("--budget", action="extend", nargs="+", required=True, metavar="NAME=V")
+    p.add_argument(
+        "--budget",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="NAME=V",
+        help="limits that must all hold, e.g. h_max_abs=0.02 metric_drop=0.5%%",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -83,8 +90,8 @@ def add_parsers(sub) -> None:
         help="tuned config to write (default: CONFIG's name with .tuned.toml)",
     )
     p.add_argument("--tensors", nargs="+", help="tune only these tensors (default: all)")
-    p.add_argument("--min-width", type=int, default=2)
-    p.add_argument("--max-width", type=int, default=24)
+    p.add_argument("--min-width", type=int, default=2, help="narrowest word (default 2)")
+    p.add_argument("--max-width", type=int, default=24, help="widest word (default 24)")
     p.add_argument(
         "--headroom",
         type=int,
