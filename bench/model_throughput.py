@@ -2,10 +2,11 @@
 
 Both run the same batch (N sequences of T steps, I inputs, H hidden) with the same weights
 (ours quantized to SPEC §2's typical formats, ORT's the float32 values of those codes), in one
-process: a warm-up, then the best of several interleaved repeats each. Prints sequence-steps
+process: the best of several repeats each, in alternating rounds. Prints sequence-steps
 per second (N * T / seconds) for both and their ratio. The target is a ratio of at least 0.5.
 
     python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64] [--repeats 7]
+                                     [--threads N]
 
 The machine may be shared: compare the ratio, which both sides of one run share, not the
 absolute numbers between runs.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numba
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -42,7 +44,9 @@ def build_model(rng, i_size: int, h_size: int) -> QuantizedModel:
     return QuantizedModel("bench", i_size, h_size, fmt, w, r, b, tables)
 
 
-def onnx_session(qm: QuantizedModel, t_len: int, n: int) -> ort.InferenceSession:
+def onnx_session(
+    qm: QuantizedModel, t_len: int, n: int, threads: int | None = None
+) -> ort.InferenceSession:
     h = qm.hidden_size
     fmt = qm.formats
 
@@ -68,20 +72,30 @@ def onnx_session(qm: QuantizedModel, t_len: int, n: int) -> ort.InferenceSession
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     onnx.checker.check_model(model)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
 
-def best_times(fns, repeats: int) -> list[float]:
-    """Best wall time of each function; repeats alternate between them, so a machine shared
-    with other work slows both sides alike."""
-    for fn in fns:
-        fn()  # warm-up: compilation, caches, thread pools
+def best_times(fns, repeats: int, rounds: int = 3) -> list[float]:
+    """Best wall time of each function over ``rounds`` rounds of ``repeats`` calls.
+
+    Within a round each function runs as a block, after one untimed call: thread pools
+    (ORT's, numba's) keep spinning for a while after they finish, and would otherwise
+    slow whichever side runs next. The rounds alternate, so load from other work on a
+    shared machine hits both sides alike.
+    """
     best = [float("inf")] * len(fns)
-    for _ in range(repeats):
+    for _ in range(rounds):
         for k, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
+            fn()  # warm-up: compilation, caches, the other side's spinning threads
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -92,6 +106,13 @@ def main(argv=None) -> None:
     ap.add_argument("--i", type=int, default=32)
     ap.add_argument("--h", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for both sides (default: each library's own, one per core); "
+        "--threads 1 compares one core against one core, steadier on a busy machine",
+    )
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -100,7 +121,9 @@ def main(argv=None) -> None:
     x_onnx = np.ascontiguousarray(
         qm.formats["x"].codes_to_values(x_codes).astype(np.float32).transpose(1, 0, 2)
     )
-    session = onnx_session(qm, args.t, args.n)
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    session = onnx_session(qm, args.t, args.n, args.threads)
 
     t_fixed, t_ort = best_times(
         [lambda: run_fixed(qm, x_codes), lambda: session.run(None, {"X": x_onnx})], args.repeats
@@ -110,7 +133,11 @@ def main(argv=None) -> None:
     h_fixed = qm.formats["h"].codes_to_values(run_fixed(qm, x_codes).h_codes)
     h_ort = session.run(None, {"X": x_onnx})[0][:, 0].transpose(1, 0, 2)
     steps = args.n * args.t
-    print(f"batch N={args.n} T={args.t} I={args.i} H={args.h}, best of {args.repeats}")
+    threads = args.threads or "default"
+    print(
+        f"batch N={args.n} T={args.t} I={args.i} H={args.h}, threads {threads}, "
+        f"best of 3 x {args.repeats}"
+    )
     print(f"  max |h_fixed - h_ort|     {np.abs(h_fixed - h_ort).max():.2e}")
     print(f"  bit-accurate run_fixed    {steps / t_fixed:12,.0f} sequence-steps/s")
     print(f"  onnxruntime float32 LSTM  {steps / t_ort:12,.0f} sequence-steps/s")

@@ -9,8 +9,10 @@ is one Numba kernel, parallel over sequences.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
@@ -28,10 +30,12 @@ except ImportError:  # pragma: no cover
 
 #: the widest signed integer sum each float dtype holds exactly (every partial sum included)
 FLOAT_EXACT_BITS = {"float32": 24, "float64": 53}
-#: tables whose input format has at most this many bits are evaluated once into a LUT
-LUT_MAX_BITS = 16
-#: sequences per task of the parallel kernel: a batch splits into several tasks per thread
-CHUNK = 32
+#: tables whose clamped input range [b_0, x_hi] has at most this many codes are evaluated
+#: once into a LUT
+LUT_MAX_ENTRIES = 1 << 16
+#: sequences per task of the parallel kernel: few enough that a task's arrays stay in the
+#: core's caches and a batch splits into many tasks per thread
+CHUNK = 8
 #: multiply-adds per GEMM call at most: OpenBLAS (SciPy's BLAS, which numba calls) runs a
 #: GEMM this small on the calling thread; a larger one starts BLAS threads of its own, and
 #: those fight the kernel's threads for the cores
@@ -179,27 +183,36 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     plan = _Plan(qm)
     seq = qm.output == "sequence"
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
-    chunk = min(n, CHUNK)
     k_len, h4 = plan.weights.shape
-    gemm_rows = max(1, min(chunk, GEMM_MAX_MACS // (k_len * h4)))
+    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * h4)))
+    if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
+        gemm_rows &= ~7
+    chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
     counts = np.zeros((-(-n // chunk), len(POINTS)), dtype=np.int64)
     width = sum(TRACE.values()) * h_size
     tr = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
-    _run(
-        x,
-        plan.weights,
-        plan.p,
-        plan.shifts,
-        plan.roundings,
-        h_out,
-        counts,
-        tr,
-        chunk,
-        gemm_rows,
-        plan.luts,
-        plan.lut_lo,
-        plan.tables,
-    )
+    # tasks go to whichever thread is free: on a shared machine one thread may run slower
+    old_chunksize = numba.get_parallel_chunksize()
+    numba.set_parallel_chunksize(1)
+    try:
+        _run(
+            x,
+            plan.weights,
+            plan.p,
+            plan.shifts,
+            plan.roundings,
+            h_out,
+            counts,
+            tr,
+            chunk,
+            gemm_rows,
+            plan.luts,
+            plan.lut_lo,
+            plan.lut_hi,
+            plan.tables,
+        )
+    finally:
+        numba.set_parallel_chunksize(old_chunksize)
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
     traced = None
     if trace:
@@ -269,9 +282,10 @@ class _Plan:
             ]
         )
         names = ("sigmoid", "tanh", "tanh_cell")
-        luts = [_lut(qm.tables[k]) for k in names]
-        self.luts = tuple(lut for lut, _ in luts)
-        self.lut_lo = np.array([lo for _, lo in luts], dtype=np.int64)
+        luts = [_cached_lut(qm.tables[k]) for k in names]
+        self.luts = tuple(lut for lut, _, _ in luts)
+        self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
+        self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
 
 
@@ -324,19 +338,37 @@ def _rounding(src_frac: int, fmt) -> np.ndarray:
     )
 
 
-def _lut(table) -> tuple[np.ndarray, int]:
-    """Every output of a table with a narrow input, as ``code << 1 | overflowed``.
+#: LUTs of the tables in use; a PwlTable is frozen, so its LUT never goes stale
+_LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    A lookup costs one load where the table's own evaluation costs a search and a
-    rounding. Wide inputs, and outputs too wide for int32 with the flag, get an empty LUT:
-    the kernel evaluates the table instead.
+
+def _cached_lut(table) -> tuple[np.ndarray, int, int]:
+    if table not in _LUTS:
+        _LUTS[table] = _lut(table)
+    return _LUTS[table]
+
+
+def _lut(table) -> tuple[np.ndarray, int, int]:
+    """A table's outputs as ``code << 1 | overflowed`` for a range of input codes: the LUT,
+    its first code, and the last code the kernel must clamp to (or ``hi + 1`` for none).
+
+    SPEC §3 clamps the input into [b_0, x_hi] first, so one load gives the table's output
+    where evaluating it costs a search and a rounding. A LUT over the whole input format
+    needs no clamp (the fastest); a wide format gets a LUT over [b_0, x_hi] and a clamp;
+    a range wider than :data:`LUT_MAX_ENTRIES`, or an output too wide for int32 with the
+    flag, gets an empty LUT: the kernel evaluates the table instead.
     """
     fmt = table.in_fmt
-    if fmt.width > LUT_MAX_BITS or table.out_fmt.width > 30:
-        return np.zeros(0, dtype=np.int32), 0
-    lut = np.empty(fmt.code_max - fmt.code_min + 1, dtype=np.int32)
-    _fill_lut(np.int64(fmt.code_min), lut, *table.kernel_args())
-    return lut, fmt.code_min
+    lo, hi = int(table.breakpoints[0]), int(table.x_hi)
+    if table.out_fmt.width > 30 or hi - lo + 1 > LUT_MAX_ENTRIES:
+        return np.zeros(0, dtype=np.int32), 0, 0
+    if fmt.code_max - fmt.code_min + 1 <= LUT_MAX_ENTRIES:
+        lo, hi, clamp_hi = fmt.code_min, fmt.code_max, fmt.code_max + 1
+    else:
+        clamp_hi = hi
+    lut = np.empty(hi - lo + 1, dtype=np.int32)
+    _fill_lut(np.int64(lo), lut, *table.kernel_args())
+    return lut, lo, clamp_hi
 
 
 @njit(cache=True)
@@ -365,38 +397,58 @@ def _round_fast(v, s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask
 
 
 @njit(cache=True)
-def _round_block(a, col0, col1, rp):
-    """Round ``a[:, col0:col1]`` (exact sums) in place by the constants ``rp`` of
-    :func:`_rounding`; returns how many overflowed."""
+def _round_block(src, shift, dst, col0, col1, rp):
+    """``dst[:, col0:col1]`` = the exact sums ``src[:, col0:col1] << shift`` (integers, maybe
+    held in floats) rounded by the constants ``rp`` of :func:`_rounding`; returns how many
+    overflowed. ``src`` may be ``dst``."""
     n_over = 0
     if rp[0]:
         s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
-        for r in range(a.shape[0]):
+        for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 code, over = _round_fast(
-                    a[r, j], s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask
+                    np.int64(src[r, j]) << shift,
+                    s,
+                    bias_neg,
+                    bias_pos,
+                    conv,
+                    lo,
+                    hi,
+                    sat,
+                    zero,
+                    wrap_lo,
+                    mask,
                 )
-                a[r, j] = code
+                dst[r, j] = code
                 n_over += over
     else:
         src_frac, signed, width, frac, q_mode, o_mode = rp[11:17]
-        for r in range(a.shape[0]):
+        for r in range(dst.shape[0]):
             for j in range(col0, col1):
-                code, over = _quantize(a[r, j], src_frac, signed, width, frac, q_mode, o_mode)
-                a[r, j] = code
+                v = np.int64(src[r, j]) << shift
+                code, over = _quantize(v, src_frac, signed, width, frac, q_mode, o_mode)
+                dst[r, j] = code
                 n_over += over
     return n_over
 
 
 @njit(cache=True)
-def _table_block(src, src_col, dst, dst_col, width, lut, lo, table):
+def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table):
     """``dst[:, dst_col:+width]`` = a PWL table (SPEC §3) of ``src[:, src_col:+width]``, from
-    its LUT when it has one; returns how many overflowed."""
+    its LUT from ``lo`` when it has one (clamped to ``hi`` unless the LUT covers the whole
+    input format, see :func:`_lut`); returns how many overflowed."""
     n_over = 0
-    if lut.shape[0] > 0:
+    if lut.shape[0] > 0 and hi == lo + lut.shape[0]:  # over the whole input format
         for r in range(src.shape[0]):
             for j in range(width):
-                v = np.int64(lut[src[r, src_col + j] - lo])
+                v = np.int64(lut[np.uint64(src[r, src_col + j] - lo)])  # unsigned: no wrap
+                dst[r, dst_col + j] = v >> 1
+                n_over += v & 1
+    elif lut.shape[0] > 0:  # over [b_0, x_hi]: clamp first
+        for r in range(src.shape[0]):
+            for j in range(width):
+                x_c = min(max(src[r, src_col + j], lo), hi)
+                v = np.int64(lut[np.uint64(x_c - lo)])
                 dst[r, dst_col + j] = v >> 1
                 n_over += v & 1
     else:
@@ -433,7 +485,9 @@ def _gemm_into_impl(a, b, out):
 
 
 @njit(cache=True, parallel=True)
-def _run(x, weights, p, shifts, rounds, h_out, counts, tr, chunk, gemm_rows, luts, lut_lo, tables):
+def _run(
+    x, weights, p, shifts, rounds, h_out, counts, tr, chunk, gemm_rows, luts, lut_lo, lut_hi, tables
+):
     """The whole batch: each chunk of ``chunk`` sequences runs all its steps on one thread.
 
     Per step, a GEMM on ``[x_t | h_{t-1} | 1]`` (``gemm_rows`` at a time) gives
@@ -472,35 +526,39 @@ def _run(x, weights, p, shifts, rounds, h_out, counts, tr, chunk, gemm_rows, lut
             for r0 in range(0, m, gemm_rows):
                 r1 = min(m, r0 + gemm_rows)
                 _gemm_into(buf[r0:r1], weights, acc[r0:r1])
-            for r in range(m):
-                for j in range(h4):
-                    pre[r, j] = np.int64(acc[r, j]) << s_acc
-            if peep:  # i and f see c_{t-1}
+            if peep:  # i and f see c_{t-1}; o waits for c_t
                 for r in range(m):
+                    for j in range(h4):
+                        pre[r, j] = np.int64(acc[r, j]) << s_acc
                     for j in range(h):
                         pre[r, j] += (p[j] * c[r, j]) << s_p
                         pre[r, h + j] += (p[h + j] * c[r, j]) << s_p
-            # o waits for c_t when there are peepholes
-            tally[0] += _round_block(pre, 0, 3 * h if peep else h4, r_pre)
-            tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], t_sig)
-            tally[2] += _table_block(pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], t_tanh)
+                tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
+            else:
+                tally[0] += _round_block(acc, s_acc, pre, 0, h4, r_pre)
+            tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
+            tally[2] += _table_block(
+                pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh
+            )
             for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
                 for j in range(h):
                     c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
                         (act[r, j] * act[r, 2 * h + j]) << s_ig
                     )
-            tally[3] += _round_block(c, 0, h, r_cell)
+            tally[3] += _round_block(c, 0, c, 0, h, r_cell)
             if peep:  # o sees c_t
                 for r in range(m):
                     for j in range(h):
                         pre[r, 3 * h + j] += (p[2 * h + j] * c[r, j]) << s_p
-                tally[0] += _round_block(pre, 3 * h, h4, r_pre)
-            tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], t_sig)
-            tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], t_cell)
+                tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
+            tally[1] += _table_block(
+                pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig
+            )
+            tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell)
             for r in range(m):
                 for j in range(h):
                     hq[r, j] = act[r, 3 * h + j] * tc[r, j]
-            tally[5] += _round_block(hq, 0, h, r_h)
+            tally[5] += _round_block(hq, 0, hq, 0, h, r_h)
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
                 for j in range(h):

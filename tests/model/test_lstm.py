@@ -14,8 +14,18 @@ import naive_lstm
 import numpy as np
 import pytest
 
-from model.formats import O_MODES, Q_MODES, Format
-from model.lstm import TRACE, FloatLSTM, _gemm_kind, run_fixed, run_float
+from model.formats import O_MODES, Q_MODES, Format, parse_format, quantize
+from model.lstm import (
+    TRACE,
+    FloatLSTM,
+    _gemm_kind,
+    _lut,
+    _Plan,
+    _round_block,
+    _rounding,
+    run_fixed,
+    run_float,
+)
 from model.pwl import PwlTable, fit_table, hard_table, plan_table, uniform_table
 from model.qmodel import ACTIVATIONS, POINTS, QuantizedModel
 
@@ -327,6 +337,141 @@ def test_overflow_is_counted_per_point():
     x[:, ::2] = qm.formats["x"].code_max
     want = assert_matches_naive(qm, x)
     assert want.overflow["preact"] > 0 and want.overflow["cell"] > 0 and want.overflow["h"] > 0
+
+
+# --------------------------------------------------------------------------- kernel parts
+
+
+def rounding_cases(rng, shift: int, fmt: Format) -> np.ndarray:
+    """Exact sums that stress a right shift by ``shift``: ties, off-by-one around ties and
+    around the format's range, zero, and random values of every size below 2**62."""
+    vals = [0, 1, -1, (1 << 62) - 1, -(1 << 62) + 1]
+    s = max(shift, 0)
+    half = 1 << (s - 1) if s else 0
+    for code in (
+        fmt.code_min,
+        fmt.code_max,
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        3,
+        fmt.code_min - 1,
+        fmt.code_max + 1,
+    ):
+        for rem in {0, 1, half - 1, half, half + 1, (1 << s) - 1} if s else {0}:
+            v = (code << s) + rem
+            if abs(v) < (1 << 62):
+                vals.append(v)
+    for bits in range(0, 62, 3):
+        vals.extend(int(v) for v in rng.integers(-(1 << bits), 1 << bits, size=4))
+    return np.array(vals, dtype=np.int64)
+
+
+@pytest.mark.parametrize("q", Q_MODES)
+def test_block_rounding_is_formats_quantize(q):
+    """The kernel's branch-free rounding equals SPEC §1's one quantize routine, code for code
+    and overflow for overflow, in every O mode and for shifts on both sides of its range."""
+    rng = np.random.default_rng(Q_MODES.index(q))
+    checked = 0
+    for o in O_MODES:
+        for signed in (True, False):
+            for width in (1, 2, 5, 16, 31, 32):
+                for shift in (-5, -1, 0, 1, 2, 9, 31, 61, 62, 63, 70):
+                    fmt = Format(signed, width, int(rng.integers(-3, width + 3)), q, o)
+                    src_frac = fmt.frac + shift
+                    vals = rounding_cases(rng, shift, fmt)
+                    want = [quantize(int(v), src_frac, *fmt.args()) for v in vals]
+                    got = np.empty((1, vals.shape[0]), dtype=np.int64)
+                    n_over = _round_block(
+                        vals[None], 0, got, 0, vals.shape[0], _rounding(src_frac, fmt)
+                    )
+                    assert got[0].tolist() == [c for c, _ in want], (fmt, shift)
+                    assert n_over == sum(over for _, over in want), (fmt, shift)
+                    checked += vals.shape[0]
+    assert checked > 50_000
+
+
+def test_rounding_takes_the_fast_path_for_ordinary_shifts():
+    fmt = Format(True, 16, 6, "RND", "SAT")
+    assert [int(_rounding(fmt.frac + s, fmt)[0]) for s in (-1, 0, 1, 62, 63)] == [0, 1, 1, 1, 0]
+
+
+def test_luts_cover_narrow_inputs_and_clamp_wide_ones():
+    """Three ways to evaluate a table: a LUT over the whole input format, a LUT over
+    [b_0, x_hi] with a clamp, and no LUT; each is exercised below against the naive model."""
+    narrow = uniform_table(
+        "tanh", "fixed<12,4,RND,SAT>", "fixed<16,1,RND,SAT>", range_log2=2, segments=8
+    )
+    lut, lo, clamp_hi = _lut(narrow)
+    assert lut.shape[0] == 1 << 12 and lo == -(1 << 11) and clamp_hi == lo + lut.shape[0]
+    wide = uniform_table(
+        "tanh", "fixed<24,8,RND,SAT>", "fixed<16,1,RND,SAT>", range_log2=-4, segments=4
+    )
+    lut, lo, clamp_hi = _lut(wide)
+    assert lo == wide.breakpoints[0] and clamp_hi == wide.x_hi and lut.shape[0] < 1 << 16
+    too_wide = uniform_table(
+        "tanh", "fixed<24,8,RND,SAT>", "fixed<16,1,RND,SAT>", range_log2=3, segments=4
+    )
+    assert _lut(too_wide)[0].shape[0] == 0
+    wide_out = uniform_table(
+        "tanh", "fixed<12,4,RND,SAT>", "fixed<31,1,RND,SAT>", range_log2=2, segments=8
+    )
+    assert _lut(wide_out)[0].shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("preact", "gate", "cell", "span", "sizes"),
+    [
+        ("fixed<24,8,RND,SAT>", "ufixed<31,1,RND,SAT>", "fixed<20,6,RND_CONV,WRAP>", 2, (0, 0, 0)),
+        ("fixed<20,4,TRN,SAT_SYM>", "ufixed<16,1,RND,SAT>", "fixed<12,4,RND,SAT>", -1, (1, 1, 2)),
+    ],
+)
+def test_tables_without_a_whole_format_lut_match_naive(preact, gate, cell, span, sizes):
+    """Wide inputs (clamped LUTs or none) and outputs too wide for a LUT."""
+    rng = np.random.default_rng(40)
+    fm = {"preact": parse_format(preact), "gate": parse_format(gate), "cell": parse_format(cell)}
+    tables = {
+        "sigmoid": uniform_table("sigmoid", fm["preact"], fm["gate"], range_log2=span, segments=8),
+        "tanh": uniform_table(
+            "tanh", fm["preact"], "fixed<16,1,RND,SAT>", range_log2=span, segments=8
+        ),
+        "tanh_cell": uniform_table(
+            "tanh", fm["cell"], "fixed<16,1,RND,SAT>", range_log2=span, segments=8
+        ),
+    }
+    typical = {
+        "x": Format(True, 12, 4, "RND", "SAT"),
+        "w": Format(True, 12, 2, "RND", "SAT"),
+        "r": Format(True, 12, 2, "RND", "SAT"),
+        "b": Format(True, 12, 4, "RND", "SAT"),
+        "p": Format(True, 12, 2, "RND", "SAT"),
+        "cand": Format(True, 16, 1, "RND", "SAT"),
+        "tanh_cell": Format(True, 16, 1, "RND", "SAT"),
+        "h": Format(True, 12, 4, "RND", "SAT"),
+    }
+    formats = dict(typical, **fm)
+    h_size, i_size = 3, 2
+    qm = QuantizedModel(
+        "wide",
+        i_size,
+        h_size,
+        formats,
+        random_codes(rng, formats["w"], (4 * h_size, i_size), spread=0.5),
+        random_codes(rng, formats["r"], (4 * h_size, h_size), spread=0.5),
+        random_codes(rng, formats["b"], 4 * h_size, spread=0.2),
+        tables,
+        p=random_codes(rng, formats["p"], 3 * h_size, spread=0.5),
+    )
+    plan = _Plan(qm)
+    # 0: no LUT, 1: a clamped LUT over [b_0, x_hi], 2: a LUT over the whole input format
+    kinds = [
+        0 if lut.shape[0] == 0 else 1 if hi != lo + lut.shape[0] else 2
+        for lut, lo, hi in zip(plan.luts, plan.lut_lo, plan.lut_hi)
+    ]
+    assert tuple(kinds) == sizes
+    assert_matches_naive(qm, random_inputs(rng, qm, 3, 8))
 
 
 # --------------------------------------------------------------------------- the naive model
