@@ -1,20 +1,24 @@
 """The LSTM of SPEC §2: a float64 reference and the bit-accurate fixed-point model.
 
 Both run a batch of sequences ``[N, T, I]`` from ``h_0 = c_0 = 0``. The fixed-point model
-computes each exact dot product on BLAS in float64 when its worst case fits in 53 bits
-(every partial sum is then an exact integer), otherwise in an int64 Numba kernel; the
-elementwise part of each step (rounding into ``preact``, the PWL tables, the cell update)
-is one Numba kernel, parallel over sequences.
+runs tasks of whole sequences on Python threads, each through one Numba kernel that
+releases the GIL. Per step, ``W x_t + R h_{t-1} + b`` is one exact GEMM on
+``[x_t | h_{t-1} | 1]``: BLAS in float32 or float64 when the worst case fits in 24 or 53
+bits (every partial sum is then an exact integer), else int64 loops. The rest of the step
+goes one quantization point at a time over a chunk of sequences: rounding without
+data-dependent branches (equal to :func:`model.formats.quantize`, which it falls back to
+for unusual shifts) and the PWL tables from LUTs built by :func:`model.pwl.evaluate`.
 """
 
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from model.formats import quantize
@@ -33,9 +37,11 @@ FLOAT_EXACT_BITS = {"float32": 24, "float64": 53}
 #: tables whose clamped input range [b_0, x_hi] has at most this many codes are evaluated
 #: once into a LUT
 LUT_MAX_ENTRIES = 1 << 16
-#: sequences per task of the parallel kernel: few enough that a task's arrays stay in the
-#: core's caches and a batch splits into many tasks per thread
+#: sequences that go through a step together: few enough that their arrays stay in the
+#: core's caches
 CHUNK = 8
+#: tasks per thread: a batch splits into more tasks than threads to balance the load
+TASKS_PER_THREAD = 4
 #: multiply-adds per GEMM call at most: OpenBLAS (SciPy's BLAS, which numba calls) runs a
 #: GEMM this small on the calling thread; a larger one starts BLAS threads of its own, and
 #: those fight the kernel's threads for the cores
@@ -188,31 +194,43 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
         gemm_rows &= ~7
     chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
-    counts = np.zeros((-(-n // chunk), len(POINTS)), dtype=np.int64)
     width = sum(TRACE.values()) * h_size
     tr = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
-    # tasks go to whichever thread is free: on a shared machine one thread may run slower
-    old_chunksize = numba.get_parallel_chunksize()
-    numba.set_parallel_chunksize(1)
-    try:
+    # independent sequences: tasks of whole chunks, several per thread, so a thread slowed
+    # by other work on the machine takes fewer of them
+    threads = max(1, numba.get_num_threads())
+    size = max(chunk, -(-n // (TASKS_PER_THREAD * threads * chunk)) * chunk)
+    tasks = [(s0, min(n, s0 + size)) for s0 in range(0, n, size)]
+    counts = np.zeros((len(tasks), len(POINTS)), dtype=np.int64)
+
+    def work(k: int) -> None:
         _run(
             x,
+            tasks[k][0],
+            tasks[k][1],
+            chunk,
+            gemm_rows,
             plan.weights,
             plan.p,
             plan.shifts,
             plan.roundings,
             h_out,
-            counts,
+            counts[k],
             tr,
-            chunk,
-            gemm_rows,
             plan.luts,
             plan.lut_lo,
             plan.lut_hi,
             plan.tables,
         )
-    finally:
-        numba.set_parallel_chunksize(old_chunksize)
+
+    if min(threads, len(tasks)) > 1:
+        # _run releases the GIL: Python threads are enough, and cost a numba threading
+        # layer neither its compile time nor its spinning pool
+        with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+            list(pool.map(work, range(len(tasks))))
+    else:
+        for k in range(len(tasks)):
+            work(k)
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
     traced = None
     if trace:
@@ -396,7 +414,7 @@ def _round_fast(v, s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask
     return code, over
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _round_block(src, shift, dst, col0, col1, rp):
     """``dst[:, col0:col1]`` = the exact sums ``src[:, col0:col1] << shift`` (integers, maybe
     held in floats) rounded by the constants ``rp`` of :func:`_rounding`; returns how many
@@ -426,13 +444,13 @@ def _round_block(src, shift, dst, col0, col1, rp):
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 v = np.int64(src[r, j]) << shift
-                code, over = _quantize(v, src_frac, signed, width, frac, q_mode, o_mode)
+                code, over = quantize(v, src_frac, signed, width, frac, q_mode, o_mode)
                 dst[r, j] = code
                 n_over += over
     return n_over
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table):
     """``dst[:, dst_col:+width]`` = a PWL table (SPEC §3) of ``src[:, src_col:+width]``, from
     its LUT from ``lo`` when it has one (clamped to ``hi`` unless the LUT covers the whole
@@ -464,7 +482,7 @@ def _gemm_into(a, b, out):
     """out = a @ b, exactly (a, b, out C-contiguous, one dtype); for use inside kernels."""
 
 
-@overload(_gemm_into, jit_options={"cache": True})
+@overload(_gemm_into, jit_options={"cache": True}, inline="always")
 def _gemm_into_impl(a, b, out):
     if isinstance(a.dtype, types.Float):
         # BLAS (numba calls it through SciPy); exact because _gemm_kind proved it
@@ -484,20 +502,36 @@ def _gemm_into_impl(a, b, out):
     return int_gemm
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _run(
-    x, weights, p, shifts, rounds, h_out, counts, tr, chunk, gemm_rows, luts, lut_lo, lut_hi, tables
+    x,
+    begin,
+    end,
+    chunk,
+    gemm_rows,
+    weights,
+    p,
+    shifts,
+    rounds,
+    h_out,
+    counts,
+    tr,
+    luts,
+    lut_lo,
+    lut_hi,
+    tables,
 ):
-    """The whole batch: each chunk of ``chunk`` sequences runs all its steps on one thread.
+    """Sequences ``begin:end`` of the batch, ``chunk`` at a time, through every step.
 
     Per step, a GEMM on ``[x_t | h_{t-1} | 1]`` (``gemm_rows`` at a time) gives
-    W x_t + R h_{t-1} + b for the chunk;
-    then SPEC §2 from ``preact`` on, one quantization point at a time over the whole chunk
-    (loops without branches on the data, which vectorize). ``h_t`` goes to
-    ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into the next GEMM's input;
-    overflows to ``counts[chunk]``; the trace, when ``tr`` is not empty, to ``tr[:, t]``.
+    W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on, one quantization
+    point at a time over the whole chunk (loops without branches on the data, which
+    vectorize). ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into
+    the next GEMM's input; overflows are added into ``counts``; the trace, when ``tr`` is
+    not empty, goes to ``tr[:, t]``. The helpers are inlined: a call that takes an array
+    counts references to it, and two threads counting on the same LUT slow each other.
     """
-    n, t_len, i_size = x.shape
+    t_len, i_size = x.shape[1], x.shape[2]
     k_len, h4 = weights.shape
     h = h4 // 4
     s_acc, s_p, s_fc, s_ig = shifts[0], shifts[1], shifts[2], shifts[3]
@@ -506,9 +540,9 @@ def _run(
     t_sig, t_tanh, t_cell = tables
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
-    for ch in prange(counts.shape[0]):
-        s0 = ch * chunk
-        m = min(chunk, n - s0)
+    tally = np.zeros(counts.shape[0], dtype=np.int64)
+    for s0 in range(begin, end, chunk):
+        m = min(chunk, end - s0)
         buf = np.zeros((m, k_len), dtype=weights.dtype)  # [x_t | h_{t-1} | 1] per sequence
         acc = np.empty((m, h4), dtype=weights.dtype)
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
@@ -516,7 +550,6 @@ def _run(
         c = np.zeros((m, h), dtype=np.int64)
         tc = np.empty((m, h), dtype=np.int64)
         hq = np.empty((m, h), dtype=np.int64)
-        tally = np.zeros(counts.shape[1], dtype=np.int64)
         for r in range(m):
             buf[r, k_len - 1] = 1
         for t in range(t_len):
@@ -574,5 +607,5 @@ def _run(
                         row[2 * h4 + j] = c[r, j]
                         row[2 * h4 + h + j] = tc[r, j]
                         row[2 * h4 + 2 * h + j] = hq[r, j]
-        for q in range(tally.shape[0]):
-            counts[ch, q] = tally[q]
+    for q in range(tally.shape[0]):
+        counts[q] += tally[q]
