@@ -14,6 +14,7 @@ import naive_lstm
 import numpy as np
 import pytest
 
+import model.lstm as lstm_module
 from model.formats import O_MODES, Q_MODES, Format, parse_format, quantize
 from model.lstm import (
     TRACE,
@@ -210,10 +211,8 @@ def test_the_random_configs_reach_every_mode_and_path():
         kinds.add(_gemm_kind(qm))
         tables.update(t.info.get("kind") for t in qm.tables.values())
         flags.update({("peephole", qm.peephole), ("output", qm.output)})
-        got = run_fixed(qm, x)
-        point_fmt = {"gate": "gate", "cand": "cand", "tanh_cell": "tanh_cell"}
-        for point, count in got.overflow.items():
-            o = qm.formats[point_fmt.get(point, point)].o
+        for point, count in run_fixed(qm, x).overflow.items():
+            o = qm.formats[point].o  # each point is named after its format
             if count and o in ("WRAP", "SAT"):
                 overflowed[(point, o)] += 1
     assert not seen_q, sorted(seen_q)
@@ -311,7 +310,7 @@ def test_sequences_are_independent_of_their_batch():
     """Each sequence starts from h = c = 0 and never sees its neighbours."""
     rng = np.random.default_rng(13)
     qm = random_model(rng, i_size=2, h_size=3, peephole=True, widths=(8, 16))
-    x = random_inputs(rng, qm, 6, 8)
+    x = random_inputs(rng, qm, 20, 8)  # several tasks, on more than one thread
     batch = run_fixed(qm, x, trace=True)
     for s in range(x.shape[0]):
         alone = run_fixed(qm, x[s : s + 1], trace=True)
@@ -320,6 +319,22 @@ def test_sequences_are_independent_of_their_batch():
             np.testing.assert_array_equal(alone.trace[name][0], batch.trace[name][s])
     # and the answer does depend on the input: the comparison above is not vacuous
     assert len({batch.h_codes[s].tobytes() for s in range(x.shape[0])}) > 1
+
+
+def test_chunking_does_not_change_the_result(monkeypatch):
+    """GEMMs of a few rows (a wide model), chunks and tasks of any size: the same codes."""
+    rng = np.random.default_rng(15)
+    qm = random_model(rng, i_size=100, h_size=64, peephole=True, widths=(8, 16))
+    x = random_inputs(rng, qm, 13, 3)
+    want = run_fixed(qm, x, trace=True)
+    for chunk, tasks in [(1, 1), (3, 2), (5, 16), (13, 1)]:
+        monkeypatch.setattr(lstm_module, "CHUNK", chunk)
+        monkeypatch.setattr(lstm_module, "TASKS_PER_THREAD", tasks)
+        got = run_fixed(qm, x, trace=True)
+        np.testing.assert_array_equal(got.h_codes, want.h_codes)
+        assert got.overflow == want.overflow
+        for name in TRACE:
+            np.testing.assert_array_equal(got.trace[name], want.trace[name])
 
 
 def test_overflow_is_counted_per_point():
