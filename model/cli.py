@@ -27,9 +27,9 @@ def add_parsers(sub) -> None:
 
 
 def report_weights(cfg) -> None:
-    over = {k: v for k, v in cfg.weight_overflow.items() if v}
-    for k, v in over.items():
-        print(f"warning: {v} weight(s) of {k!r} do not fit {cfg.formats[k]} and were clipped")
+    for k, v in cfg.weight_overflow.items():
+        if v:
+            print(f"warning: {v} weight(s) of {k!r} do not fit {cfg.formats[k]} and were clipped")
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.cli import report_weights
 from model.config import load_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -161,12 +162,6 @@ def _load_npy(path: Path, flag: str) -> np.ndarray:
         raise ValueError(f"{flag} {path.name} is not a plain .npy array: {e}") from None
 
 
-def _warn_weights(cfg) -> None:
-    for k, v in cfg.weight_overflow.items():
-        if v:
-            print(f"warning: {v} weight(s) of {k!r} do not fit {cfg.formats[k]} and were clipped")
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -175,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from model.report import findings, write_report
 
     cfg, x, labels, head = load_data(args)
-    _warn_weights(cfg)
+    report_weights(cfg)
     r = measure(cfg, x, labels=labels, head=head)
     paths = write_report(r, cfg.qmodel.tables, args.out_dir)
     for line in findings(r):
