@@ -136,10 +136,15 @@ class Format:
 
     def convert(self, codes, src: Format) -> np.ndarray:
         """Codes of format ``src`` to codes of this format."""
-        arr = np.ascontiguousarray(codes, dtype=np.int64)
+        return self.from_exact(codes, src.frac)[0]
+
+    def from_exact(self, values, src_frac: int) -> tuple[np.ndarray, int]:
+        """Exact integers ``values`` meaning ``v * 2**-src_frac`` to codes of this format, and
+        how many overflowed (SPEC §1: Q, then O)."""
+        arr = np.ascontiguousarray(values, dtype=np.int64)
         out = np.empty(arr.shape, dtype=np.int64)
-        _convert_array(arr.ravel(), src.frac, out.reshape(-1), *self.args())
-        return out
+        n_over = _convert_array(arr.reshape(-1), src_frac, out.reshape(-1), *self.args())
+        return out, int(n_over)
 
     def check_codes(self, codes, *, what: str = "codes") -> np.ndarray:
         """Return ``codes`` as int64, or raise naming the first code out of range."""
@@ -276,5 +281,9 @@ def _from_float_array(xs, out, signed, width, frac, q_mode, o_mode):
 
 @njit(cache=True)
 def _convert_array(codes, src_frac, out, signed, width, frac, q_mode, o_mode):
+    n_over = 0
     for k in range(codes.shape[0]):
-        out[k] = quantize(codes[k], src_frac, signed, width, frac, q_mode, o_mode)[0]
+        code, over = quantize(codes[k], src_frac, signed, width, frac, q_mode, o_mode)
+        out[k] = code
+        n_over += over
+    return n_over

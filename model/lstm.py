@@ -15,6 +15,7 @@ from __future__ import annotations
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numba
 import numpy as np
@@ -23,7 +24,7 @@ from numba.extending import overload
 
 from model.formats import quantize
 from model.pwl import FUNCTIONS, evaluate
-from model.qmodel import POINTS, QuantizedModel, SumTerm, exact_sum
+from model.qmodel import POINTS, LstmLayer, SumTerm, exact_sum
 
 try:  # numba's np.dot calls BLAS through SciPy; without it the GEMM runs in int64 loops
     import scipy.linalg.cython_blas  # noqa: F401
@@ -60,6 +61,8 @@ class FloatLSTM:
     p: np.ndarray | None = None
     name: str = "lstm"
 
+    kind: ClassVar[str] = "lstm"
+
     def __post_init__(self):
         self.w = np.asarray(self.w, dtype=np.float64)
         self.r = np.asarray(self.r, dtype=np.float64)
@@ -89,12 +92,16 @@ class FloatLSTM:
     def hidden_size(self) -> int:
         return self.r.shape[1]
 
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
 
 def _sigmoid(x):
     return FUNCTIONS["sigmoid"](x)
 
 
-def run_float(
+def lstm_float(
     model: FloatLSTM,
     x,
     *,
@@ -104,7 +111,7 @@ def run_float(
     tanh_cell=None,
     trace: bool = False,
 ):
-    """The float64 LSTM of SPEC §2 over ``x`` [N, T, I]; exact σ and tanh by default.
+    """One float64 LSTM layer of SPEC §2 over ``x`` [N, T, I]; exact σ and tanh by default.
 
     ``sigmoid``, ``tanh`` (for ``g``) and ``tanh_cell`` may be replaced, for instance by PWL
     tables evaluated in float, to separate the error of the tables from that of the
@@ -145,9 +152,11 @@ def run_float(
 
 @dataclass
 class FixedResult:
-    """What :func:`run_fixed` returns: ``h`` codes, overflow counts and an optional trace."""
+    """What one layer of the bit-accurate model gives: its output ``codes`` (``h`` of an LSTM
+    layer, ``y`` of a dense layer), overflow counts per quantization point, and an optional
+    trace (codes at every quantization point)."""
 
-    h_codes: np.ndarray
+    codes: np.ndarray
     overflow: dict[str, int]
     trace: dict[str, np.ndarray] | None = field(default=None)
 
@@ -169,16 +178,10 @@ def _check_batch(x, input_size: int, kind) -> np.ndarray:
     return arr
 
 
-def quantize_input(qm: QuantizedModel, x) -> tuple[np.ndarray, int]:
-    """Float input [N, T, I] to codes of the ``x`` format, with the count that overflowed."""
-    arr = _check_batch(x, qm.input_size, float)
-    return qm.formats["x"].from_float_counted(arr, what="input x")
+def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
+    """One bit-accurate LSTM layer of SPEC §2 on input codes [N, T, I] (int).
 
-
-def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResult:
-    """The bit-accurate LSTM of SPEC §2 on input codes [N, T, I] (int).
-
-    Returns ``h`` codes [N, T, H] (``output == "sequence"``) or [N, H] (``"last"``), the
+    Returns ``h`` codes [N, T, H] (every step) or [N, H] (``last``: only ``h_T``), the
     number of values that overflowed at each quantization point, and with ``trace`` the
     codes at every quantization point per step (see :data:`TRACE`).
     """
@@ -187,7 +190,7 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     n, t_len, _ = x.shape
     h_size = qm.hidden_size
     plan = _Plan(qm)
-    seq = qm.output == "sequence"
+    seq = not last
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
     k_len, h4 = plan.weights.shape
     gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * h4)))
@@ -241,7 +244,7 @@ def run_fixed(qm: QuantizedModel, x_codes, *, trace: bool = False) -> FixedResul
     return FixedResult(h_out if seq else h_out[:, 0], overflow, traced)
 
 
-def _preact_gemm(qm: QuantizedModel) -> tuple[list[SumTerm], int, int]:
+def _preact_gemm(qm: LstmLayer) -> tuple[list[SumTerm], int, int]:
     """The terms of the fused GEMM (w*x, r*h, b), their common fraction and signed width."""
     f = qm.formats
     terms = [
@@ -253,7 +256,7 @@ def _preact_gemm(qm: QuantizedModel) -> tuple[list[SumTerm], int, int]:
     return terms, frac, bits
 
 
-def _gemm_kind(qm: QuantizedModel) -> str:
+def _gemm_kind(qm: LstmLayer) -> str:
     """The narrowest dtype in which every partial sum of the fused GEMM is an exact integer."""
     bits = _preact_gemm(qm)[2]
     for kind, exact in FLOAT_EXACT_BITS.items():
@@ -265,7 +268,7 @@ def _gemm_kind(qm: QuantizedModel) -> str:
 class _Plan:
     """How to run one model: the fused GEMM's weights, and the kernel's integer constants."""
 
-    def __init__(self, qm: QuantizedModel):
+    def __init__(self, qm: LstmLayer):
         f = qm.formats
         terms, gemm_frac, _ = _preact_gemm(qm)
         # rows of [W^T; R^T; b] pre-shifted to gemm_frac: exact in this dtype (see _gemm_kind)
