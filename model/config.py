@@ -148,13 +148,6 @@ class Config:
         net = load_model(self.model_path, **options)
         if not isinstance(net, FloatNetwork):  # TEMP until the network importers land
             net = FloatNetwork([net], name=net.name)
-        names = net.layer_names
-        unknown = sorted(set(self.layers) - set(names))
-        if unknown:
-            raise ConfigError(
-                f"the config has section(s) [{'], ['.join(unknown)}] but the model has the "
-                f"layers {', '.join(names)}"
-            )
         return net
 
     @property
@@ -249,6 +242,12 @@ class Config:
     def _quantized(self) -> tuple[QuantizedNetwork, dict[str, int]]:
         fnet = self.float_model
         names = fnet.layer_names
+        unknown = sorted(set(self.layers) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"the config has section(s) [{'], ['.join(unknown)}] but the model has the "
+                f"layers {', '.join(names)}"
+            )
         layers, over = [], {}
         for lname, fl in zip(names, fnet.layers):
             fmts = self.layer_formats(lname)

@@ -9,7 +9,7 @@ import pytest
 
 import lstmfx
 from model.config import load_config
-from model.lstm import run_fixed, run_float
+from model.network import run_fixed, run_float
 
 RNG = np.random.default_rng(11)
 
@@ -32,10 +32,12 @@ def test_manifest_command_writes_spec_layout(tmp_path, config):
     out = tmp_path / "sub" / "cli.manifest.json"
     assert lstmfx.main(["manifest", str(config), "-o", str(out)]) == 0
     m = json.loads(out.read_text())
-    assert m["spec"] == 1 and m["name"] == "cli" and m["peephole"] is False
-    assert set(m["activations"]) == {"sigmoid", "tanh", "tanh_cell"}
-    assert len(m["weights"]["w"]) == 12 and "p" not in m["weights"]
-    assert m == load_config(config).qmodel.to_manifest()
+    assert m["spec"] == 2 and m["name"] == "cli" and len(m["layers"]) == 1
+    layer = m["layers"][0]
+    assert layer["kind"] == "lstm" and layer["peephole"] is False
+    assert set(layer["activations"]) == {"sigmoid", "tanh", "tanh_cell"}
+    assert len(layer["weights"]["w"]) == 12 and "p" not in layer["weights"]
+    assert m == load_config(config).network.to_manifest()
 
 
 def test_infer_floats_and_codes(tmp_path, config):
@@ -58,13 +60,14 @@ def test_infer_floats_and_codes(tmp_path, config):
     )
     res = np.load(out)
     cfg = load_config(config)
-    qm = cfg.qmodel
-    codes = qm.formats["x"].from_float(x)
-    expect = run_fixed(qm, codes).h_codes
-    assert res["h_codes"].dtype == np.int64 and res["h_codes"].shape == (4, 9, 3)
-    np.testing.assert_array_equal(res["h_codes"], expect)
-    np.testing.assert_array_equal(res["h"], expect * qm.formats["h"].lsb)
-    np.testing.assert_array_equal(res["h_float"], run_float(cfg.float_model, x))
+    net = cfg.network
+    codes = net.in_fmt.from_float(x)
+    expect = run_fixed(net, codes).y_codes
+    assert res["y_codes"].dtype == np.int64 and res["y_codes"].shape == (4, 9, 3)
+    np.testing.assert_array_equal(res["y_codes"], expect)
+    np.testing.assert_array_equal(res["lstm1_h_codes"], expect)  # one layer: y is its h
+    np.testing.assert_array_equal(res["y"], expect * net.out_fmt.lsb)
+    np.testing.assert_array_equal(res["y_float"], run_float(cfg.float_model, x))
 
     np.save(tmp_path / "c.npy", codes)
     assert (
@@ -81,8 +84,8 @@ def test_infer_floats_and_codes(tmp_path, config):
         )
         == 0
     )
-    np.testing.assert_array_equal(np.load(out)["h_codes"], expect)
-    assert "h_float" not in np.load(out).files
+    np.testing.assert_array_equal(np.load(out)["y_codes"], expect)
+    assert "y_float" not in np.load(out).files
 
 
 def test_infer_bad_input_is_a_clear_error(tmp_path, config, capsys):
