@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,18 @@ import numpy as np
 def add_parsers(sub) -> None:
     p = sub.add_parser("manifest", help="write the manifest (the quantized network as integers)")
     p.add_argument("config", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="manifest .json to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,  # a str: Path() would drop the trailing / that says "a folder"
+        help="manifest .json to write; a folder (existing, or ending in /) gets NAME.manifest.json",
+    )
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("infer", help="run the bit-accurate model over a batch of sequences")
     p.add_argument("config", type=Path)
-    p.add_argument("--input", type=Path, required=True, help=".npy of [N, T, I] inputs")
-    p.add_argument("--output", type=Path, required=True, help=".npz to write")
+    p.add_argument("--input", type=Path, required=True, help=".npy of [N, T, I] float inputs")
+    p.add_argument("--output", type=Path, required=True, help=".npz to write (.npz is added)")
     p.add_argument("--codes", action="store_true", help="the input holds integer x codes")
     p.add_argument("--float", action="store_true", help="also run the float64 reference")
     p.set_defaults(func=cmd_infer)
@@ -39,18 +45,22 @@ def report_weights(cfg) -> None:
             lname, tensor = key.split(".")
             fmt = cfg.layer_formats(lname)[tensor]
             print(
-                f"warning: {v} weight(s) of {key} do not fit {fmt} and were "
-                f"{_OVERFLOW_WORD[fmt.o]}"
+                f"warning: {v} weight(s) of {key} do not fit {fmt} and were {_OVERFLOW_WORD[fmt.o]}"
             )
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from model.config import load_config
+    from model.paths import writable_dir, writable_file
 
     cfg = load_config(args.config)
+    out = Path(args.output)
+    if out.is_dir() or args.output.endswith(("/", os.sep)):
+        out = writable_dir(out, what="manifest folder") / f"{cfg.name}.manifest.json"
+    out = writable_file(out, what="manifest")
     net = cfg.network
     report_weights(cfg)
-    path = net.write_manifest(args.output)
+    path = net.write_manifest(out)
     print(f"wrote {path}")
     return 0
 
@@ -59,13 +69,23 @@ def load_input(path: Path, *, codes: bool, net) -> tuple[np.ndarray, np.ndarray 
     """(x codes, float x or None) from an .npy file."""
     from model.network import quantize_input
 
+    if path.suffix != ".npy":
+        raise ValueError(
+            f"--input {path.name} is not an .npy file; save the inputs with "
+            f"numpy.save('x.npy', x), x of shape [N, T, I]"
+        )
     arr = np.load(path, allow_pickle=False)
     if codes:
         if arr.dtype.kind not in "iu":
             raise ValueError(f"--codes needs integer codes in {path.name}, not dtype {arr.dtype}")
         return net.in_fmt.check_codes(arr, what=f"{path.name}"), None
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{path.name} must hold numbers, not dtype {arr.dtype}")
+    if arr.dtype.kind in "iu":
+        raise ValueError(
+            f"{path.name} holds integers (dtype {arr.dtype}): if they are codes of the input "
+            f"format {net.in_fmt}, add --codes; if they are values, save them as floats"
+        )
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{path.name} must hold float values, not dtype {arr.dtype}")
     x_codes, n_over = quantize_input(net, arr)
     if n_over:
         print(f"warning: {n_over} input value(s) do not fit {net.in_fmt} and were clipped")
@@ -92,18 +112,20 @@ def infer_arrays(cfg, x_codes, x_float=None, *, with_float: bool = False) -> tup
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from model.config import load_config
+    from model.paths import writable_file
 
+    output = writable_file(args.output, what="--output", suffix=".npz")
     cfg = load_config(args.config)
     net = cfg.network
     report_weights(cfg)
     x_codes, x_float = load_input(args.input, codes=args.codes, net=net)
     out, res = infer_arrays(cfg, x_codes, x_float, with_float=args.float)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.output, **out)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(output, **out)
     over = ", ".join(f"{k} {v}" for k, v in res.overflow.items() if v) or "none"
     print(f"{x_codes.shape[0]} sequences x {x_codes.shape[1]} steps; overflows: {over}")
     if args.float:
         err = np.abs(out["y"] - out["y_float"])
         print(f"output against float: max abs error {err.max():.3g}, mean {err.mean():.3g}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0

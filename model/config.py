@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -527,8 +528,12 @@ def _pow2(n: int) -> int:
     return 1 << max(0, round(math.log2(max(n, 1))))
 
 
-def parse_config(data: dict, *, base: Path, source: Path | None = None) -> Config:
-    """A config from the dict TOML gives; relative paths are taken from ``base``."""
+def parse_config(
+    data: dict, *, base: Path, source: Path | None = None, notes: list | None = None
+) -> Config:
+    """A config from the dict TOML gives; relative paths are taken from ``base``. Things worth
+    telling the user (formats whose Q and O took their defaults) are added to ``notes``."""
+    notes = [] if notes is None else notes
     layer_sections = {k: data[k] for k in data if _LAYER_RE.match(k)}
     unknown = set(data) - set(TOP_KEYS) - set(layer_sections)
     if unknown:
@@ -548,11 +553,11 @@ def parse_config(data: dict, *, base: Path, source: Path | None = None) -> Confi
             f"default, {', '.join(TENSORS)} (a dense layer's w, b, out go in "
             f"[dense1.formats])"
         )
-    formats = {}
+    formats, defaulted = {}, []
     for tensor in TENSORS:
         text = fmt_section.get(tensor, default)
         if text is not None:
-            formats[tensor] = _format(text, f"[formats] {tensor}")
+            formats[tensor] = _format(text, f"[formats] {tensor}", defaulted)
     activations = _activations(_table(data, "activations"), "")
     hardware = dict(HARDWARE_DEFAULTS)
     hardware.update(_table(data, "hardware"))
@@ -563,7 +568,7 @@ def parse_config(data: dict, *, base: Path, source: Path | None = None) -> Confi
         section = dict(section)
         if "formats" in section:
             section["formats"] = {
-                t: _format(v, f"[{lname}.formats] {t}")
+                t: _format(v, f"[{lname}.formats] {t}", defaulted)
                 for t, v in _table(section, "formats", lname + ".").items()
             }
         if "activations" in section:
@@ -572,6 +577,12 @@ def parse_config(data: dict, *, base: Path, source: Path | None = None) -> Confi
         if "hardware" in section:
             section["hardware"] = _table(section, "hardware", lname + ".")
         layers[lname] = section
+    if defaulted:
+        notes.append(
+            f"{', '.join(defaulted)}: no Q or O given, so they are TRN (truncate toward -inf) "
+            f"and WRAP (keep the low bits), as in ac_fixed; write e.g. fixed<16,6,RND,SAT> to "
+            f"round and saturate"
+        )
     lstm = data.get("lstm")
     if lstm is not None and not isinstance(lstm, str):
         raise ConfigError(f'lstm = {lstm!r}; name the LSTM as a string, e.g. lstm = "rnn"')
@@ -597,11 +608,14 @@ def _table(data: dict, key: str, prefix: str = "") -> dict:
     return dict(value)
 
 
-def _format(text, where: str) -> Format:
+def _format(text, where: str, defaulted: list | None = None) -> Format:
     try:
-        return parse_format(text)
+        fmt = parse_format(text)
     except FormatError as e:
         raise ConfigError(f"{where}: {e}") from None
+    if defaulted is not None and str(text).count(",") < 3:
+        defaulted.append(where)
+    return fmt
 
 
 def _activations(section: dict, prefix: str) -> dict[str, dict]:
@@ -652,4 +666,8 @@ def load_config(path) -> Config:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name} is not valid TOML: {e}") from None
-    return parse_config(data, base=path.parent, source=path)
+    notes: list[str] = []
+    cfg = parse_config(data, base=path.parent, source=path, notes=notes)
+    for note in notes:
+        print(f"note: {path.name}: {note}", file=sys.stderr)
+    return cfg

@@ -123,3 +123,56 @@ def test_console_script_help():
         [sys.executable, "-m", "lstmfx", "--help"], capture_output=True, text=True, check=True
     )
     assert "manifest" in out.stdout and "infer" in out.stdout
+
+
+def test_infer_refuses_npz_and_integer_values(tmp_path, config, capsys):
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 2, 2)))
+    args = ["infer", str(config), "--output", str(tmp_path / "o")]
+    assert lstmfx.main([*args, "--input", str(tmp_path / "x.npz")]) == 2
+    assert "not an .npy file" in capsys.readouterr().err
+    np.save(tmp_path / "i.npy", np.zeros((1, 2, 2), dtype=np.int32))
+    assert lstmfx.main([*args, "--input", str(tmp_path / "i.npy")]) == 2
+    assert "add --codes" in capsys.readouterr().err
+
+
+def test_infer_says_the_file_it_wrote(tmp_path, config, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 2)))
+    out = tmp_path / "result"
+    assert (
+        lstmfx.main(
+            ["infer", str(config), "--input", str(tmp_path / "x.npy"), "--output", str(out)]
+        )
+        == 0
+    )
+    assert f"wrote {out}.npz" in capsys.readouterr().out
+    assert (tmp_path / "result.npz").is_file()
+
+
+def test_outputs_are_checked_before_work(tmp_path, config, capsys):
+    (tmp_path / "afile").write_text("")
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 2)))
+    bad = str(tmp_path / "afile" / "o.npz")
+    assert (
+        lstmfx.main(["infer", str(config), "--input", str(tmp_path / "x.npy"), "--output", bad])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+    assert lstmfx.main(["manifest", str(config), "-o", bad]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_manifest_into_a_folder(tmp_path, config):
+    (tmp_path / "d").mkdir()
+    assert lstmfx.main(["manifest", str(config), "-o", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "cli.manifest.json").is_file()
+    assert lstmfx.main(["manifest", str(config), "-o", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / "cli.manifest.json").is_file()
+
+
+def test_formats_without_q_and_o_are_named_once(tmp_path, config, capsys):
+    text = config.read_text() + '[formats]\nw = "fixed<8,2>"\nr = "fixed<8,2>"\n'
+    config.write_text(text)
+    assert lstmfx.main(["manifest", str(config), "-o", str(tmp_path / "m.json")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("TRN") == 1 and "[formats] w, [formats] r" in err and "WRAP" in err
