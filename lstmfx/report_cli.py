@@ -7,12 +7,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from model.cli import report_weights
-from model.config import load_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: the example ``lstmfx demo`` runs
 DEFAULT_EXAMPLE = EXAMPLES / "sunspots"
 
 
@@ -131,6 +129,7 @@ def add_parsers(sub) -> None:
 
 def load_data(args) -> tuple:
     """(config, x, labels, head) from the common arguments."""
+    from model.config import load_config
     from model.measure import check_input, load_head
 
     cfg = load_config(args.config)
@@ -153,7 +152,9 @@ def load_data(args) -> tuple:
     return cfg, x, labels, head
 
 
-def _load_npy(path: Path, flag: str) -> np.ndarray:
+def _load_npy(path: Path, flag: str):
+    import numpy as np
+
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {str(path)!r} does not exist")
     try:
@@ -242,6 +243,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"{res.evaluations} configurations measured in {time.monotonic() - t0:.1f} s")
     print(f"wrote {out}")
     if args.report:
+        from model.config import load_config
         from model.measure import measure
         from model.report import write_report
 
@@ -253,7 +255,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from model.demo import run_demo
+    from lstmfx.demo import run_demo
 
     return run_demo(
         DEFAULT_EXAMPLE, args.out_dir, sequences=args.sequences, sim=args.sim, no_sim=args.no_sim
