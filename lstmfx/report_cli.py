@@ -134,7 +134,7 @@ def load_data(args) -> tuple:
 
     cfg = load_config(args.config)
     x = _load_npy(args.data, "--data")
-    x = check_input(x, cfg.qmodel.input_size)
+    x = check_input(x, cfg.network.input_size)
     labels = _load_npy(args.labels, "--labels") if args.labels else None
     if args.sequences is not None:
         if args.sequences < 1:
@@ -173,7 +173,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg, x, labels, head = load_data(args)
     report_weights(cfg)
     r = measure(cfg, x, labels=labels, head=head)
-    paths = write_report(r, cfg.qmodel.tables, args.out_dir)
+    paths = write_report(r, cfg.tables, args.out_dir)
     for line in findings(r):
         print(f"- {line}")
     for p in paths.values():
@@ -185,7 +185,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from model.sweep import parse_axis, run_sweep, write_outputs
 
     cfg, x, labels, head = load_data(args)
-    axes = [parse_axis(a, peephole=cfg.qmodel.peephole) for a in args.vary]
+    axes = [parse_axis(a, net=cfg.network) for a in args.vary]
     n = 1
     for a in axes:
         n *= len(a.values)
@@ -208,6 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from model.sweep import tensor_format
     from model.tune import parse_budget, tune, tuned_toml
 
     cfg, x, labels, head = load_data(args)
@@ -229,12 +230,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out = args.output or args.config.with_name(args.config.stem + ".tuned.toml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(tuned_toml(res, cfg, budgets, out))
-    print(f"\n{'tensor':10s} {'was':24s} tuned")
-    for t, f in res.config.formats.items():
-        if t in res.widths:
-            print(f"{t:10s} {str(cfg.formats[t]):24s} {f}")
+    print(f"\n{'tensor':16s} {'was':24s} tuned")
+    for t in res.widths:
+        was, now = tensor_format(cfg, t), tensor_format(res.config, t)
+        print(f"{t:16s} {str(was):24s} {now}{'' if was != now else ' (kept)'}")
     for act, s in res.acts.items():
-        print(f"{act:10s} table: {s}")
+        print(f"{act:16s} table: {s}")
     uni = f"{res.uniform['bits']} (W={res.uniform['width']})" if res.uniform else "none"
     line = f"total bits {res.bits}; the config had {res.config_bits}; one width for all: {uni}"
     line += f"; one tensor at a time: {res.greedy['bits']}"
@@ -249,7 +250,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         tuned = load_config(out)
         r = measure(tuned, x, labels=labels, head=head)
-        for p in write_report(r, tuned.qmodel.tables, args.report).values():
+        for p in write_report(r, tuned.tables, args.report).values():
             print(f"wrote {p}")
     return 0
 
