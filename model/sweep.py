@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ TENSOR_GROUPS = {"weights": ("w", "r", "b", "p"), "all": (*TENSORS, "out")}
 TABLE_GROUPS = {"tables": tuple(ACTIVATIONS)}
 #: tensors only dense layers have: a plain name means every dense layer's
 DENSE_ONLY = ("out",)
+_LAYER_RE = re.compile(r"^(lstm|dense)[1-9][0-9]*$")
 FORMAT = 2  # of sweep.jsonl: 2 keys every change by layer
 
 
@@ -171,7 +173,7 @@ def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
     items = [n.strip() for n in label.split(",")]
     # the setting after the last dot of the last item (.I, .segments) applies to every item
     head, dot, key = items[-1].rpartition(".")
-    if dot and (key == "I" or key in TABLE_KEYS):
+    if dot and not _LAYER_RE.match(head):
         items[-1] = head
     else:
         key = None
@@ -192,6 +194,8 @@ def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
             acts += _expand(n, layout, True, label)
         how = TABLE_KEYS[key]
         return Axis(label, tuple(dict.fromkeys(acts)), "table", key, _values(values, how, label))
+    if key is not None and key != "I":
+        raise SweepError(f"--vary {label}: after a tensor name only .I (integer bits) is known")
     known = set(TENSORS) | set(DENSE_TENSORS) | set(TENSOR_GROUPS)
     for n in plain:
         if n not in known:
