@@ -26,8 +26,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--head",
         type=Path,
-        help=".npz of the layer after the LSTM (w [K, H], b [K], task); default: head.npz "
-        "beside the config, if there is one",
+        help=".npz of a float layer after the top LSTM (w [K, H], b [K], task), for a config "
+        "without dense layers; default: head.npz beside the config, if there is one",
     )
     p.add_argument("--sequences", type=int, help="use only the first N sequences of the data")
 
@@ -48,10 +48,12 @@ def add_parsers(sub) -> None:
         "sweep",
         help="the report's metrics over a grid of word lengths and table sizes",
         description="Axes: TENSOR=W1..W2 (word length; I kept), TENSOR.I=A..B (integer "
-        "bits), TABLE.segments=A..B or TABLE.max_error_lsb=A..B (powers of two). TENSOR is a "
-        "SPEC name (x w r b p preact gate cand cell tanh_cell h), a comma list, 'weights' or "
-        "'all'; TABLE is sigmoid, tanh, tanh_cell or 'tables'. Each point is saved in "
-        "DIR/sweep.jsonl as it finishes: run the same command again to resume.",
+        "bits), TABLE.segments=A..B or TABLE.max_error_lsb=A..B (powers of two). TENSOR is "
+        "LAYER.NAME for one layer's (lstm2.cell, dense1.out) or a plain NAME for every LSTM "
+        "layer's (x w r b p preact gate cand cell tanh_cell h; out: every dense layer's), a "
+        "comma list, 'weights' or 'all'; TABLE is [LAYER.]sigmoid, tanh, tanh_cell or "
+        "'tables'. Each point is saved in DIR/sweep.jsonl as it finishes: run the same "
+        "command again to resume.",
     )
     _data_args(p)
     p.add_argument(
@@ -68,8 +70,10 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "tune",
         help="the fewest bits whose error stays within a budget; writes the tuned config",
-        description="Budgets: SIGNAL_STAT=V with SIGNAL one of preact_i..preact_o i f g o c "
-        "tanh_cell h and STAT max_abs, rmse, max_lsb (at most V) or sqnr_db (at least V); "
+        description="Budgets: SIGNAL_STAT=V with SIGNAL y or h (the network's output), "
+        "LAYER.NAME (lstm2.c, dense1.out) or a plain NAME for the worst LSTM layer (preact_i.."
+        "preact_o i f g o c tanh_cell) and STAT max_abs, rmse, max_lsb (at most V) or sqnr_db "
+        "(at least V); "
         "metric_drop=V (the task metric's loss against float: accuracy points as a "
         "fraction or with %, or the RMSE increase; needs --labels); overflow=N.",
     )
@@ -88,7 +92,12 @@ def add_parsers(sub) -> None:
         type=Path,
         help="tuned config to write (default: CONFIG's name with .tuned.toml)",
     )
-    p.add_argument("--tensors", nargs="+", help="tune only these tensors (default: all)")
+    p.add_argument(
+        "--tensors",
+        nargs="+",
+        help="tune only these tensors: lstm2.cell, dense1.w, or cell for every LSTM layer's "
+        "(default: every tensor of every layer)",
+    )
     p.add_argument("--min-width", type=int, default=2, help="narrowest word (default 2)")
     p.add_argument("--max-width", type=int, default=24, help="widest word (default 24)")
     p.add_argument(

@@ -432,3 +432,27 @@ def test_tuned_example_configs_meet_the_budget_they_were_tuned_for(name, budget)
         # tuned when h_* meant h at every step; with output "last" y is h at the last step
         assert r["errors"]["fixed"]["lstm1.h"][key.removeprefix("h_")] <= limit
     assert r["total_bits"] < 100
+
+
+def test_demo_on_a_network(tmp_path, monkeypatch):
+    """The demo runs a network with dense layers end to end: its output is the forecast."""
+    from lstmfx.demo import run_demo
+
+    fnet = float_network()
+    serve(monkeypatch, fnet)
+    ex = tmp_path / "example"
+    ex.mkdir()
+    write_config(ex, fnet, name="net")
+    (ex / "c.toml").rename(ex / "config.toml")
+    rng = np.random.default_rng(4)
+    np.save(ex / "x_test.npy", rng.normal(size=(6, 5, 2)))
+    np.save(ex / "y_test.npy", rng.normal(size=6))
+    said = []
+    assert run_demo(ex, tmp_path / "out", no_sim=True, say=said.append) == 0
+    text = "\n".join(said)
+    assert "lstm1 2→3, lstm2 3→3, dense1 3→2 relu, dense2 2→1 linear" in text
+    assert "forecast float64" in text
+    with np.load(tmp_path / "out" / "infer.npz") as out:
+        assert out["y"].shape == (6, 5, 1) and out["pred"].shape == (6, 1)
+    md = (tmp_path / "out" / "report" / "report.md").read_text()
+    assert "| dense2.out |" in md
