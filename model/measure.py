@@ -1,18 +1,21 @@
-"""How far a config's fixed-point LSTM strays from float, measured on the user's data.
+"""How far a config's fixed-point network strays from float, measured on the user's data.
 
 :func:`measure` runs three models over the same float input ``x`` [N, T, I]:
 
-- ``float``: the float64 LSTM of SPEC §2 with float weights and exact σ and tanh (the
+- ``float``: the float64 network of SPEC §2b with float weights and exact σ and tanh (the
   reference);
-- ``pwl``: the same float arithmetic with the config's PWL tables as activations, so its
-  error is the error the tables alone cause;
-- ``fixed``: the bit-accurate model (input, weights and every tensor quantized).
+- ``pwl``: the same float arithmetic with each LSTM layer's PWL tables as its activations,
+  so its error is the error the tables alone cause;
+- ``fixed``: the bit-accurate network (input, weights and every tensor quantized).
 
-and returns plain numbers (JSON-ready): per quantization point the observed range against
-the format's and how many values overflowed; per internal tensor the error of ``pwl`` and
-``fixed`` against ``float`` (max abs, RMSE, SQNR); the error of ``h`` and ``c`` per time
-step; each table's exhaustive error; with labels, the task's own metric for all three.
-Sequences go through in chunks, so the data may be larger than its traces would be.
+and returns plain numbers (JSON-ready), every one named ``<layer>.<tensor>`` (``lstm2.cell``,
+``dense1.out``; ``y`` is the network's output): per quantization point of every layer the
+observed range against the format's and how many values overflowed; per internal signal
+of every layer the error of ``pwl`` and ``fixed`` against ``float`` (max abs, RMSE, SQNR),
+so the error at each layer's output shows where it grows; the error of ``y`` (and of each
+LSTM layer's ``h`` and ``c``) per time step; each table's exhaustive error; with labels, the
+task's own metric for all three. Sequences go through in chunks, so the data may be larger
+than its traces would be.
 """
 
 from __future__ import annotations

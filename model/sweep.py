@@ -4,11 +4,14 @@ An axis is written ``NAMES=VALUES``:
 
 - ``w=8..16`` the word length W of tensor ``w`` (its integer bits I stay, so the fraction
   grows); ``w,r=8..16`` varies both together; ``weights`` stands for w, r, b (and p),
-  ``all`` for every tensor;
+  ``all`` for every tensor. A plain name means that tensor in every LSTM layer
+  (``out``: in every dense layer), ``lstm2.cell`` or ``dense1.out`` one layer's; ``weights``
+  and ``all`` cover every layer, the dense ones too;
 - ``preact.I=4..7`` the integer bits I instead (W stays);
-- ``sigmoid.segments=8..256`` a table setting (powers of two for ``segments``; ``tables``
-  stands for all three tables); setting ``segments`` on an ``auto`` table makes it
-  ``uniform``. ``max_error_lsb=0.5..8`` (powers of two) and ``range_log2`` work the same.
+- ``sigmoid.segments=8..256`` a table setting of every LSTM layer, ``lstm2.sigmoid.segments``
+  of one (powers of two for ``segments``; ``tables`` stands for all three tables);
+  setting ``segments`` on an ``auto`` table makes it ``uniform``. ``max_error_lsb=0.5..8``
+  (powers of two) and ``range_log2`` work the same.
 
 ``A..B`` is every integer (word lengths, integer bits, range_log2) or every power of two
 (segments, max_error_lsb) from A to B; ``A..B:S`` steps by S; ``A,B,C`` lists values.
@@ -101,7 +104,7 @@ def _values(text: str, how: str, label: str) -> tuple:
     return tuple(out)
 
 
-def _layout(net, peephole: bool) -> list[tuple[str, str, bool]]:
+def layer_layout(net, peephole: bool) -> list[tuple[str, str, bool]]:
     """(name, kind, peephole) of each layer: of ``net``, or one LSTM layer."""
     if net is None:
         return [("lstm1", "lstm", peephole)]
@@ -117,7 +120,7 @@ def _layer_tensors(lname: str, kind: str, peephole: bool, first: bool) -> list[s
     return [t for t in TENSORS if (t != "p" or peephole) and (t != "x" or first)]
 
 
-def _expand(name: str, layout, table: bool, label: str) -> list[str]:
+def expand_name(name: str, layout, table: bool, label: str) -> list[str]:
     """One name of an axis as ``<layer>.<tensor>`` (or ``<layer>.<table>``) keys."""
     lstm = [(n, k, p) for n, k, p in layout if k == "lstm"]
     names = [n for n, _, _ in layout]
@@ -165,7 +168,7 @@ def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
     """An axis from its command-line text (see the module's docstring), for the layers of
     ``net`` (a QuantizedNetwork; default one LSTM layer, with ``peephole``). Targets are
     ``<layer>.<tensor>`` or ``<layer>.<table>`` keys."""
-    layout = _layout(net, peephole)
+    layout = layer_layout(net, peephole)
     label, eq, values = text.partition("=")
     label = label.strip()
     if not eq or not label or not values.strip():
@@ -191,7 +194,7 @@ def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
             )
         acts = []
         for n in items:
-            acts += _expand(n, layout, True, label)
+            acts += expand_name(n, layout, True, label)
         how = TABLE_KEYS[key]
         return Axis(label, tuple(dict.fromkeys(acts)), "table", key, _values(values, how, label))
     if key is not None and key != "I":
@@ -206,7 +209,7 @@ def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
             )
     tensors = []
     for n in items:
-        tensors += _expand(n, layout, False, label)
+        tensors += expand_name(n, layout, False, label)
     if not tensors:
         raise SweepError(f"--vary {label} names no tensor of this network")
     kind = "int_bits" if key == "I" else "width"

@@ -34,7 +34,7 @@ import numpy as np
 from model.config import ConfigError
 from model.formats import Format
 from model.measure import SIGNALS, int_bits_needed, layer_tensors, measure, total_bits
-from model.sweep import SweepError, TableCache, _expand, _layout, tensor_format
+from model.sweep import SweepError, TableCache, expand_name, layer_layout, tensor_format
 
 STATS = ("max_abs", "rmse", "sqnr_db", "max_lsb")
 TASK_BUDGETS = ("metric_drop", "accuracy_drop", "rmse_increase")
@@ -246,7 +246,7 @@ def tune(
         named = []
         for t in tensors:
             try:
-                named += _expand(t, _layout(net, False), False, f"--tensors {t}")
+                named += expand_name(t, layer_layout(net, False), False, f"--tensors {t}")
             except SweepError as e:
                 raise TuneError(str(e).replace("--vary ", "")) from None
         tensors = list(dict.fromkeys(named))
