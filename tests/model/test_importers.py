@@ -1,7 +1,9 @@
-"""model/importers.py: ONNX, PyTorch and .npz weights in SPEC order (SPEC §6), and a clear
-error, naming the offending attribute or key, for every model lstmfx cannot build."""
+"""model/importers.py, import_onnx.py, import_torch.py: ONNX, PyTorch and .npz networks in
+SPEC order (SPEC §6), and a clear error, naming the offending node, layer, attribute or key,
+for every model lstmfx cannot build."""
 
 import sys
+import types
 
 import numpy as np
 import onnx
@@ -9,16 +11,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from model.importers import (
-    ModelFileError,
-    from_onnx_model,
-    from_state_dict,
-    load_model,
-    load_npz,
-    load_onnx,
-    load_torch,
-)
-from model.lstm import run_float
+from model.import_onnx import from_onnx_model
+from model.import_torch import from_state_dict
+from model.importers import ModelFileError, load_model, load_npz, load_onnx, load_torch
+from model.network import FloatNetwork, run_float
 
 # float32 ORT against our float64: see ATOL in test_float_lstm.py
 ATOL = 1e-5
@@ -145,22 +141,25 @@ def assert_weights(lstm, expected):
 def test_onnx_weights_reordered_and_equal_to_onnxruntime(tmp_path, i_size, h_size, peephole):
     src = OnnxLSTM(10 * i_size + h_size, i_size, h_size, peephole=peephole)
     model = src.model(t_len=8, n=3)
-    lstm = load_model(save(model, tmp_path, "seq.onnx"))
-    assert lstm.name == "seq"
+    net = load_model(save(model, tmp_path, "seq.onnx"))
+    assert isinstance(net, FloatNetwork) and net.name == "seq" and len(net.layers) == 1
+    assert net.output is None  # Y (every step) and Y_h (the last) are both graph outputs
+    lstm = net.layers[0]
+    assert lstm.name == "lstm0"
     assert (lstm.input_size, lstm.hidden_size) == (i_size, h_size)
     assert_weights(lstm, src.expected())
 
     x = np.random.default_rng(h_size).normal(size=(3, 8, i_size)).astype(np.float32)
     y, y_h = ort_outputs(model, x)
-    np.testing.assert_allclose(run_float(lstm, x), y, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(run_float(lstm, x, output="last"), y_h, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(run_float(net, x), y, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(run_float(net, x, output="last"), y_h, rtol=0, atol=ATOL)
 
 
 def test_onnx_bias_is_the_float64_sum_of_wb_and_rb():
     """Wb + Rb is added in float64: two float32 values whose float32 sum would round."""
     src = OnnxLSTM(1, 1, 1, peephole=False)
     src.B[0] = [1.0] * 4 + [2.0**-30] * 4
-    lstm = from_onnx_model(src.model())
+    lstm = from_onnx_model(src.model()).layers[0]
     np.testing.assert_array_equal(lstm.b, 1.0 + 2.0**-30)
     assert np.float32(1.0) + np.float32(2.0**-30) == np.float32(1.0)  # float32 would lose it
 
@@ -169,10 +168,10 @@ def test_onnx_constant_node_weights(tmp_path):
     src = OnnxLSTM(2)
     model = src.model(constants=True)
     assert not model.graph.initializer
-    lstm = load_onnx(save(model, tmp_path))
-    assert_weights(lstm, src.expected())
+    net = load_onnx(save(model, tmp_path))
+    assert_weights(net.layers[0], src.expected())
     x = np.random.default_rng(2).normal(size=(2, 6, 3)).astype(np.float32)
-    np.testing.assert_allclose(run_float(lstm, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(run_float(net, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
 
 
 def test_onnx_value_floats_constant_is_read_and_its_shape_checked():
@@ -190,11 +189,11 @@ def test_onnx_value_floats_constant_is_read_and_its_shape_checked():
 def test_onnx_missing_bias_is_zero(tmp_path):
     src = OnnxLSTM(4, bias=False)
     model = src.model()
-    lstm = load_onnx(save(model, tmp_path))
-    np.testing.assert_array_equal(lstm.b, np.zeros(16))
-    assert_weights(lstm, src.expected())
+    net = load_onnx(save(model, tmp_path))
+    np.testing.assert_array_equal(net.layers[0].b, np.zeros(16))
+    assert_weights(net.layers[0], src.expected())
     x = np.random.default_rng(4).normal(size=(2, 6, 3)).astype(np.float32)
-    np.testing.assert_allclose(run_float(lstm, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(run_float(net, x), ort_outputs(model, x)[0], rtol=0, atol=ATOL)
 
 
 def test_onnx_explicit_defaults_are_accepted():
@@ -205,13 +204,13 @@ def test_onnx_explicit_defaults_are_accepted():
         "input_forget": 0,
         "layout": 0,
     }
-    assert_weights(from_onnx_model(src.model(attrs=attrs)), src.expected())
+    assert_weights(from_onnx_model(src.model(attrs=attrs)).layers[0], src.expected())
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 def test_onnx_float16_and_float64_weights(dtype):
     src = OnnxLSTM(6, dtype=dtype)
-    lstm = from_onnx_model(src.model())
+    lstm = from_onnx_model(src.model()).layers[0]
     assert lstm.w.dtype == np.float64
     assert_weights(lstm, src.expected())
 
@@ -235,12 +234,12 @@ def test_onnx_sequence_lens_input_and_zero_initial_state_are_accepted():
         extra_nodes=shape_nodes,
         graph_inputs=[helper.make_tensor_value_info("seq_lens", TensorProto.INT32, [n])],
     )
-    lstm = from_onnx_model(model)
-    assert_weights(lstm, src.expected())
+    net = from_onnx_model(model)
+    assert_weights(net.layers[0], src.expected())
     x = np.random.default_rng(7).normal(size=(n, 6, 3)).astype(np.float32)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     y, _ = sess.run(None, {"X": x.transpose(1, 0, 2).copy(), "seq_lens": np.full(n, 6, np.int32)})
-    np.testing.assert_allclose(run_float(lstm, x), y[:, 0].transpose(1, 0, 2), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(run_float(net, x), y[:, 0].transpose(1, 0, 2), atol=ATOL, rtol=0)
 
 
 def two_lstm_model(src):
@@ -257,20 +256,152 @@ def two_lstm_model(src):
     g.node.append(
         helper.make_node("LSTM", ["Y0", "W1", "R"], ["Y1"], name="layer1", hidden_size=src.h)
     )
+    set_output(model, "Y1")
     return model
 
 
-def test_onnx_several_lstm_nodes_pick_one_by_name(tmp_path):
+def set_output(model, name):
+    """Make ``name`` the graph's one output (of unknown shape)."""
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+
+
+def ort_run(model, x):
+    """ORT on x [N, T, I] fed as the [T, N, I] the LSTM node reads; the one output."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2), np.float32)})[0]
+
+
+def test_onnx_stacked_lstm_nodes_are_one_network(tmp_path):
     src = OnnxLSTM(8)
-    path = save(two_lstm_model(src), tmp_path)
-    with pytest.raises(ModelFileError, match="2 LSTM nodes.*'layer0', 'layer1'.*node=NAME"):
-        load_onnx(path)
-    assert_weights(load_onnx(path, node="layer0"), src.expected())
-    layer1 = load_onnx(path, node="layer1")
-    np.testing.assert_array_equal(layer1.w, to_spec(src.R[0].astype(np.float64), src.h))
-    assert layer1.p is None
+    model = two_lstm_model(src)
+    path = save(model, tmp_path)
+    net = load_onnx(path)
+    assert [la.name for la in net.layers] == ["layer0", "layer1"]
+    assert net.output == "sequence"
+    assert_weights(net.layers[0], src.expected())
+    np.testing.assert_array_equal(net.layers[1].w, to_spec(src.R[0].astype(np.float64), src.h))
+    assert net.layers[1].p is None
+    x = np.random.default_rng(8).normal(size=(2, 6, 3))
+    y = ort_run(model, x)[:, 0].transpose(1, 0, 2)
+    np.testing.assert_allclose(run_float(net, x), y, rtol=0, atol=ATOL)
+
+    top = load_onnx(path, lstm="layer1")  # start at the named node
+    assert [la.name for la in top.layers] == ["layer1"] and top.input_size == src.h
     with pytest.raises(ModelFileError, match="no LSTM node named 'layer2'.*'layer0', 'layer1'"):
-        load_onnx(path, node="layer2")
+        load_onnx(path, lstm="layer2")
+
+
+class Head:
+    """Nodes after the LSTM node of an OnnxLSTM model, appended one by one."""
+
+    def __init__(self, src, seed=0, *, tensor="Y"):
+        self.src = src
+        self.model = src.model()
+        self.tensor = tensor
+        self.rng = np.random.default_rng(seed)
+        self.k = 0
+
+    def const(self, value, dtype=None):
+        self.k += 1
+        name = f"c{self.k}"
+        arr = np.asarray(value, dtype=dtype)
+        self.model.graph.initializer.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def node(self, op, *consts, name=None, first=True, **attrs):
+        """``op`` on the current tensor (first input, or last with ``first=False``)."""
+        self.k += 1
+        out = f"t{self.k}"
+        inputs = [self.tensor, *consts] if first else [*consts, self.tensor]
+        node = helper.make_node(op, inputs, [out], name=name or f"{op.lower()}{self.k}", **attrs)
+        self.model.graph.node.append(node)
+        self.tensor = out
+        return self
+
+    def weights(self, shape):
+        return (self.rng.normal(size=shape) * 0.5).astype(np.float32)
+
+    def done(self):
+        set_output(self.model, self.tensor)
+        return self.model
+
+
+def time_first_to_last_step(head):
+    """[T, 1, N, H] -> [N, H]: drop the direction axis, take the last step."""
+    return head.node("Squeeze", head.const([1])).node("Gather", head.const(-1), axis=0)
+
+
+def test_onnx_gemm_head_on_the_last_step(tmp_path):
+    """Gemm with transB=1 (as PyTorch writes nn.Linear) then Relu, Gemm with transB=0."""
+    src = OnnxLSTM(40, 3, 4)
+    head = time_first_to_last_step(Head(src))
+    w1, b1, w2, b2 = head.weights((5, 4)), head.weights(5), head.weights((5, 2)), head.weights(2)
+    head.node("Gemm", head.const(w1), head.const(b1), transB=1, name="fc1").node("Relu")
+    model = head.node("Gemm", head.const(w2), head.const(b2), name="fc2").done()
+    net = load_onnx(save(model, tmp_path))
+    assert net.layer_names == ["lstm1", "dense1", "dense2"] and net.output == "last"
+    d1, d2 = net.layers[1:]
+    assert (d1.name, d1.activation, d2.activation) == ("fc1", "relu", "linear")
+    np.testing.assert_array_equal(d1.w, w1)
+    np.testing.assert_array_equal(d2.w, w2.T)
+    np.testing.assert_array_equal(d2.b, b2)
+    x = np.random.default_rng(40).normal(size=(2, 6, 3))
+    got = run_float(net, x, output="last")
+    np.testing.assert_allclose(got, ort_run(model, x), rtol=0, atol=ATOL)
+    assert load_onnx(save(model, tmp_path), head=[("fc1", "relu"), ("fc2", "linear")])
+
+
+def test_onnx_matmul_add_head_per_step():
+    """A dense layer after an LSTM that keeps every step applies at every step."""
+    src = OnnxLSTM(41, 2, 3, peephole=False)
+    head = Head(src)
+    head.node("Squeeze", head.const([1])).node("Transpose", perm=[1, 0, 2])  # [N, T, H]
+    w, b = head.weights((3, 4)), head.weights(4)
+    head.node("MatMul", head.const(w)).node("Add", head.const(b), first=False).node("Relu")
+    model = head.node("MatMul", head.const(head.weights((4, 2))), name="out").done()
+    net = from_onnx_model(model)
+    assert net.output == "sequence"
+    assert [la.kind for la in net.layers] == ["lstm", "dense", "dense"]
+    np.testing.assert_array_equal(net.layers[1].w, w.T)
+    np.testing.assert_array_equal(net.layers[1].b, b)
+    np.testing.assert_array_equal(net.layers[2].b, np.zeros(2))  # a MatMul without Add
+    assert net.layers[1].activation == "relu"
+    x = np.random.default_rng(41).normal(size=(2, 6, 2))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2), np.float32)})
+    np.testing.assert_allclose(run_float(net, x), y, rtol=0, atol=ATOL)
+
+
+def test_onnx_slice_of_the_last_step_and_y_h():
+    src = OnnxLSTM(42, 3, 4)
+    head = Head(src)
+    big = np.iinfo(np.int64).max
+    head.node("Slice", head.const([-1]), head.const([big]), head.const([0]))  # [1, 1, N, H]
+    head.node("Reshape", head.const([-1, 4]))  # [N, H]: drops the two size-one axes
+    model = head.node("Gemm", head.const(head.weights((4, 2))), name="fc").done()
+    net = from_onnx_model(model)
+    assert net.output == "last"
+    x = np.random.default_rng(42).normal(size=(2, 6, 3))
+    np.testing.assert_allclose(run_float(net, x, output="last"), ort_run(model, x), atol=ATOL)
+
+    head = Head(src, tensor="Y_h")  # [1, N, H]
+    model = head.node("Squeeze", head.const([0])).node("Gemm", head.const(head.weights((4, 2))))
+    net = from_onnx_model(model.done())
+    assert net.output == "last" and len(net.layers) == 2
+
+
+def test_onnx_lstm_names_where_the_network_starts():
+    """Preprocessing before the LSTM is not a layer: lstm= starts the network after it."""
+    src = OnnxLSTM(43)
+    model = src.model()
+    model.graph.node[0].input[0] = "Xs"
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(2.0), "scale"))
+    model.graph.node.insert(0, helper.make_node("Mul", ["X", "scale"], ["Xs"], name="norm"))
+    with pytest.raises(ModelFileError, match="Mul node 'norm' is on the path.*"):
+        from_onnx_model(model)
+    net = from_onnx_model(model, lstm="lstm0")
+    assert_weights(net.layers[0], src.expected())
 
 
 # ---------------------------------------------------------------------------- ONNX, refused
@@ -388,6 +519,105 @@ def test_onnx_damaged_file(tmp_path):
     path.write_bytes(b"\x00not a protobuf at all\xff" * 3)
     with pytest.raises(ModelFileError, match="bad.onnx is not a readable ONNX model"):
         load_model(path)
+
+
+def gemm(head, out=2, **attrs):
+    return head.node("Gemm", head.const(head.weights((out, 4))), transB=1, name="fc", **attrs)
+
+
+def path_case(case):
+    """An OnnxLSTM (I=3, H=4) model whose path to the output holds what ``case`` names."""
+    src = OnnxLSTM(44)
+    head = Head(src)
+    if case == "sigmoid":
+        return gemm(time_first_to_last_step(head)).node("Sigmoid", name="sig").done()
+    if case == "relu_after_lstm":
+        return head.node("Relu", name="act").done()
+    if case == "double_relu":
+        return gemm(time_first_to_last_step(head)).node("Relu").node("Relu", name="act2").done()
+    if case == "concat":
+        head.model.graph.node.append(helper.make_node("Concat", ["Y", "Y"], ["cat"], axis=3))
+        head.tensor = "cat"
+        head.model.graph.node[-1].name = "both_directions"
+        return head.done()
+    if case == "residual":
+        head.node("Squeeze", head.const([1]))
+        head.model.graph.node.append(helper.make_node("Add", [head.tensor, "X"], ["r"], name="res"))
+        head.tensor = "r"
+        return head.done()
+    if case == "gru":
+        head.node("Squeeze", head.const([1]))
+        w, r = head.const(head.weights((1, 12, 4))), head.const(head.weights((1, 12, 4)))
+        return head.node("GRU", w, r, hidden_size=4, name="gru").done()
+    if case in ("alpha", "transA"):
+        head = time_first_to_last_step(head)
+        return gemm(head, **({"alpha": 0.5} if case == "alpha" else {"transA": 1})).done()
+    if case == "middle_step":
+        return head.node("Squeeze", head.const([1])).node("Gather", head.const(2), axis=0).done()
+    if case == "feature_slice":
+        big = np.iinfo(np.int64).max
+        return head.node("Slice", head.const([2]), head.const([big]), head.const([3])).done()
+    if case == "batch_squeeze":
+        return head.node("Squeeze", head.const([2]), name="sq").done()
+    if case == "merge_reshape":
+        head.node("Squeeze", head.const([1]))
+        return head.node("Reshape", head.const([-1, 4]), name="flat").done()
+    if case == "cell_state":
+        head.model.graph.node[-1].output.append("Y_c")
+        head.tensor = "Y_c"
+        return gemm(head.node("Squeeze", head.const([0]))).done()
+    if case == "lstm_reads_last_step":
+        w1, r1 = head.const(head.weights((1, 16, 4))), head.const(head.weights((1, 16, 4)))
+        head.tensor = "Y_h"
+        return head.node("LSTM", w1, r1, hidden_size=4, name="upper").done()
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("sigmoid", "Sigmoid node 'sig' is on the path.*linear or relu"),
+        ("relu_after_lstm", "Relu node 'act' follows LSTM node 'lstm0'"),
+        ("double_relu", "Relu node 'act2' follows Relu node"),
+        ("concat", "Concat node 'both_directions' is on the path.*bidirectional"),
+        ("residual", "Add node 'res' takes 2 computed inputs"),
+        ("gru", "GRU node 'gru' is on the path.*LSTM operator only"),
+        ("alpha", "Gemm node 'fc' has alpha=0.5"),
+        ("transA", "Gemm node 'fc' has transA=1"),
+        ("middle_step", "takes \\[2:3\\] of the time axis.*last one"),
+        ("feature_slice", "takes \\[2:.*\\] of the feature axis"),
+        ("batch_squeeze", "Squeeze node 'sq' squeezes the batch axis"),
+        ("merge_reshape", "Reshape node 'flat' reshapes axes \\[T, N, F\\]"),
+        ("cell_state", "LSTM node 'lstm0'.*cell state Y_c"),
+        ("lstm_reads_last_step", "LSTM node 'upper' reads a tensor of axes \\[1, N, F\\]"),
+    ],
+)
+def test_onnx_path_node_lstmfx_cannot_build_is_named(case, message):
+    with pytest.raises(ModelFileError, match=message):
+        from_onnx_model(path_case(case), source="m.onnx")
+
+
+def test_onnx_outputs_that_are_different_networks():
+    head = gemm(time_first_to_last_step(Head(OnnxLSTM(45))))
+    model = head.done()
+    model.graph.output.append(helper.make_tensor_value_info("Y", TensorProto.FLOAT, None))
+    with pytest.raises(ModelFileError, match="outputs 't\\d+' \\(2 layers\\), 'Y' \\(1 "):
+        from_onnx_model(model)
+
+
+def test_onnx_head_must_match_the_graph():
+    model = gemm(time_first_to_last_step(Head(OnnxLSTM(46)))).node("Relu").done()
+    assert from_onnx_model(model, head=[("fc", "relu")]).layers[1].activation == "relu"
+    with pytest.raises(ModelFileError, match="head layer 'fc9' is not.*'fc' \\(relu\\)"):
+        from_onnx_model(model, head=[("fc9", "relu")])
+    with pytest.raises(ModelFileError, match="'fc' is 'linear' in head but 'relu' in the graph"):
+        from_onnx_model(model, head=[("fc", "linear")])
+    with pytest.raises(
+        ModelFileError, match="head names 2 dense layer\\(s\\) but the graph holds 1"
+    ):
+        from_onnx_model(model, head=[("fc", "relu"), ("fc2", "linear")])
+    with pytest.raises(ModelFileError, match="activation 'tanh'; a dense layer's activation"):
+        from_onnx_model(model, head=[("fc", "tanh")])
 
 
 # ---------------------------------------------------------------------------- PyTorch
