@@ -623,21 +623,23 @@ def test_onnx_head_must_match_the_graph():
 # ---------------------------------------------------------------------------- PyTorch
 
 
-def state_dict(seed, i_size=3, h_size=4, *, prefix="", bias=True):
+def state_dict(seed, i_size=3, h_size=4, *, prefix="", bias=True, layers=1):
     rng = np.random.default_rng(seed)
-    sd = {
-        prefix + "weight_ih_l0": rng.normal(size=(4 * h_size, i_size)).astype(np.float32),
-        prefix + "weight_hh_l0": rng.normal(size=(4 * h_size, h_size)).astype(np.float32),
-    }
-    if bias:
-        sd[prefix + "bias_ih_l0"] = rng.normal(size=4 * h_size).astype(np.float32)
-        sd[prefix + "bias_hh_l0"] = rng.normal(size=4 * h_size).astype(np.float32)
-    return sd
+    sd = {}
+    for k in range(layers):
+        sd[f"{prefix}weight_ih_l{k}"] = rng.normal(size=(4 * h_size, i_size if k == 0 else h_size))
+        sd[f"{prefix}weight_hh_l{k}"] = rng.normal(size=(4 * h_size, h_size))
+        if bias:
+            sd[f"{prefix}bias_ih_l{k}"] = rng.normal(size=4 * h_size).astype(np.float32)
+            sd[f"{prefix}bias_hh_l{k}"] = rng.normal(size=4 * h_size).astype(np.float32)
+    return {k: v.astype(np.float32) for k, v in sd.items()}
 
 
 def test_state_dict_weights_and_summed_bias():
     sd = state_dict(20)
-    lstm = from_state_dict(sd)
+    net = from_state_dict(sd)
+    assert len(net.layers) == 1 and net.output is None
+    lstm = net.layers[0]
     np.testing.assert_array_equal(lstm.w, sd["weight_ih_l0"])
     np.testing.assert_array_equal(lstm.r, sd["weight_hh_l0"])
     np.testing.assert_array_equal(
@@ -647,32 +649,72 @@ def test_state_dict_weights_and_summed_bias():
 
 
 def test_state_dict_without_bias_is_zero_bias():
-    lstm = from_state_dict(state_dict(21, bias=False))
-    np.testing.assert_array_equal(lstm.b, np.zeros(16))
+    net = from_state_dict(state_dict(21, bias=False))
+    np.testing.assert_array_equal(net.layers[0].b, np.zeros(16))
 
 
 def test_state_dict_single_prefix_and_other_modules_are_accepted():
     sd = state_dict(22, prefix="encoder.lstm.")
     sd["head.weight"] = np.ones((2, 4), np.float32)
     sd["head.bias"] = np.ones(2, np.float32)
-    lstm = from_state_dict(sd)
-    np.testing.assert_array_equal(lstm.w, sd["encoder.lstm.weight_ih_l0"])
+    net = from_state_dict(sd)  # a head is read only when named
+    assert len(net.layers) == 1
+    np.testing.assert_array_equal(net.layers[0].w, sd["encoder.lstm.weight_ih_l0"])
+    assert net.layers[0].name == "encoder.lstm.l0"
+
+
+def test_state_dict_layers_and_head_in_the_order_named():
+    sd = state_dict(23, prefix="rnn.", layers=3)
+    rng = np.random.default_rng(23)
+    for name, shape in (("a", (5, 4)), ("b", (2, 5))):  # dict order is not the model's order
+        sd[f"{name}.weight"] = rng.normal(size=shape)
+        sd[f"{name}.bias"] = rng.normal(size=shape[0])
+    net = from_state_dict(sd, lstm="rnn", head=[("a", "relu"), ("b", "linear")])
+    assert net.layer_names == ["lstm1", "lstm2", "lstm3", "dense1", "dense2"]
+    assert [la.name for la in net.layers] == ["rnn.l0", "rnn.l1", "rnn.l2", "a", "b"]
+    np.testing.assert_array_equal(net.layers[2].r, sd["rnn.weight_hh_l2"])
+    np.testing.assert_array_equal(net.layers[3].w, sd["a.weight"])
+    assert (net.layers[3].activation, net.layers[4].activation) == ("relu", "linear")
+    with pytest.raises(ModelFileError, match="m.pt: dense1 takes 5 inputs but lstm3 gives 4"):
+        from_state_dict(sd, head=[("b", "linear")], source="m.pt")
 
 
 def test_state_dict_several_lstms_need_a_prefix():
     sd = state_dict(23, prefix="enc.") | state_dict(24, 4, 4, prefix="dec.")
-    with pytest.raises(ModelFileError, match="2 LSTMs.*'dec.', 'enc.'.*prefix="):
+    with pytest.raises(ModelFileError, match="2 recurrent layers.*'dec', 'enc'.*lstm=PREFIX"):
         from_state_dict(sd)
-    np.testing.assert_array_equal(from_state_dict(sd, prefix="dec.").w, sd["dec.weight_ih_l0"])
-    with pytest.raises(ModelFileError, match="no LSTM under the prefix 'mid.'"):
-        from_state_dict(sd, prefix="mid.")
+    assert from_state_dict(sd, lstm="dec").layers[0].w.shape == (16, 4)
+    np.testing.assert_array_equal(
+        from_state_dict(sd, lstm="dec.").layers[0].w, sd["dec.weight_ih_l0"]
+    )
+    with pytest.raises(ModelFileError, match="no LSTM under the prefix 'mid'.*'dec', 'enc'"):
+        from_state_dict(sd, lstm="mid")
+
+
+def test_state_dict_head_must_name_linear_layers():
+    sd = state_dict(25, prefix="lstm.")
+    sd["fc.weight"] = np.ones((2, 4), np.float32)
+    sd["norm.weight"] = np.ones(4, np.float32)
+    sd["norm.bias"] = np.ones(4, np.float32)
+    sd["norm.running_mean"] = np.ones(4, np.float32)
+    with pytest.raises(ModelFileError, match="head layer 'out' is not in the state dict.*'fc'"):
+        from_state_dict(sd, head=[("out", "linear")])
+    with pytest.raises(ModelFileError, match="'norm' is a module with the keys bias, running_mean"):
+        from_state_dict(sd, head=[("norm", "linear")])
+    with pytest.raises(ModelFileError, match="head layer 'lstm' is a module with the keys bias_hh"):
+        from_state_dict(sd, head=[("lstm", "linear")])
+    with pytest.raises(ModelFileError, match="'fc' has activation 'sigmoid'"):
+        from_state_dict(sd, head=[("fc", "sigmoid")])
+    net = from_state_dict(sd, head=[("fc", "linear")])  # no bias: nn.Linear(bias=False)
+    np.testing.assert_array_equal(net.layers[1].b, np.zeros(2))
 
 
 @pytest.mark.parametrize(
     ("key", "shape", "message"),
     [
-        ("weight_ih_l1", (16, 4), "'lstm.weight_ih_l1' \\(num_layers > 1"),
-        ("weight_ih_l0_reverse", (16, 3), "'lstm.weight_ih_l0_reverse' \\(a bidirectional"),
+        ("weight_ih_l1", (16, 4), "lacks 'lstm.weight_hh_l1'"),
+        ("weight_ih_l2", (16, 4), "has layers \\[0, 2\\]"),
+        ("weight_ih_l0_reverse", (16, 3), "'lstm.weight_ih_l0_reverse' \\(bidirectional=True"),
         ("weight_hr_l0", (2, 4), "'lstm.weight_hr_l0' \\(proj_size > 0"),
         ("weight_foo", (1,), "'lstm.weight_foo' \\(not a key of nn.LSTM"),
     ],
@@ -725,80 +767,151 @@ def test_torch_state_dict_matches_nn_lstm_in_float64(torch, tmp_path, i_size, h_
     net = torch.nn.LSTM(i_size, h_size, bias=bias, batch_first=True).double()
     path = tmp_path / "net.pth"
     torch.save(net.state_dict(), path)
-    lstm = load_model(path)
-    assert lstm.name == "net"
+    fnet = load_model(path)
+    assert fnet.name == "net" and len(fnet.layers) == 1
     x = np.random.default_rng(i_size).normal(size=(3, 9, i_size))
     with torch.no_grad():
         y, (h_n, _) = net(torch.from_numpy(x))
-    np.testing.assert_allclose(run_float(lstm, x), y.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(run_float(lstm, x, output="last"), h_n[0].numpy(), atol=1e-12)
+    np.testing.assert_allclose(run_float(fnet, x), y.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run_float(fnet, x, output="last"), h_n[0].numpy(), atol=1e-12)
 
 
-def test_torch_model_holding_one_lstm(torch, tmp_path):
+def torch_network(torch, last=True, seed=5):
+    """nn.LSTM(num_layers=2) -> Linear -> ReLU -> Linear, on every step or the last one."""
+
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = torch.nn.LSTM(3, 4)
-            self.head = torch.nn.Linear(4, 1)
+            self.rnn = torch.nn.LSTM(3, 5, num_layers=2, batch_first=True)
+            self.head = torch.nn.Sequential(
+                torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)
+            )
 
-    torch.manual_seed(1)
-    net = Net()
+        def forward(self, x):
+            y, _ = self.rnn(x)
+            return self.head(y[:, -1] if last else y)
+
+    torch.manual_seed(seed)
+    return Net()
+
+
+TORCH_HEAD = [("head.0", "relu"), ("head.2", "linear")]
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["last", "sequence"])
+def test_torch_two_layer_network_state_dict_matches_torch(torch, tmp_path, last):
+    module = torch_network(torch, last).double()
     path = tmp_path / "net.pt"
-    torch.save(net.state_dict(), path)
-    lstm = load_torch(path)
-    np.testing.assert_array_equal(lstm.r, net.lstm.weight_hh_l0.detach().double().numpy())
+    torch.save(module.state_dict(), path)
+    net = load_model(path, lstm="rnn", head=TORCH_HEAD)
+    assert net.layer_names == ["lstm1", "lstm2", "dense1", "dense2"] and net.output is None
+    x = np.random.default_rng(5).normal(size=(3, 7, 3))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    got = run_float(net, x, output="last" if last else "sequence")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert len(load_model(path).layers) == 2  # without a head: the LSTM layers alone
+
+
+def test_torch_whole_module_runs_the_pickle_and_matches_torch(torch, tmp_path):
+    """torch.save(module): the class must be importable, as it is here (a module-level
+    class of this test file would do; torch_network's local class cannot be pickled, so
+    the module is rebuilt from torch's own classes)."""
+    module = torch.nn.Sequential()
+    module.add_module("rnn", torch.nn.LSTM(3, 5, num_layers=2))
+    module.add_module("fc", torch.nn.Linear(5, 2))
+    path = tmp_path / "whole.pt"
+    torch.save(module, path)
+    net = load_torch(path, head=[("fc", "relu")])
+    state = module.state_dict()
+    np.testing.assert_array_equal(net.layers[1].w, state["rnn.weight_ih_l1"].double().numpy())
+    np.testing.assert_array_equal(net.layers[2].w, state["fc.weight"].double().numpy())
+    assert net.layers[2].activation == "relu"
+    x = np.random.default_rng(6).normal(size=(2, 4, 3))
+    with torch.no_grad():
+        y, _ = module.rnn.double()(torch.from_numpy(x.transpose(1, 0, 2).copy()))
+        want = torch.relu(module.fc.double()(y)).numpy().transpose(1, 0, 2)
+    np.testing.assert_allclose(run_float(net, x), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("gru", "layer 'rnn' is an nn.GRU; lstmfx implements nn.LSTM layers only"),
+        ("rnn", "layer 'rnn' is an nn.RNN"),
+        ("bidirectional", "layer 'rnn' has bidirectional=True"),
+        ("proj", "layer 'rnn' has proj_size=2"),
+    ],
+)
+def test_torch_whole_module_unsupported_layer_is_named(torch, tmp_path, layer, message):
+    rnn = {
+        "gru": lambda: torch.nn.GRU(3, 4),
+        "rnn": lambda: torch.nn.RNN(3, 4),
+        "bidirectional": lambda: torch.nn.LSTM(3, 4, bidirectional=True),
+        "proj": lambda: torch.nn.LSTM(3, 4, proj_size=2),
+    }[layer]()
+    path = tmp_path / "m.pt"
+    torch.save(torch.nn.Sequential(), path)
+    module = torch.nn.Sequential()
+    module.add_module("rnn", rnn)
+    torch.save(module, path)
+    with pytest.raises(ModelFileError, match=message):
+        load_torch(path)
+
+
+def test_torch_whole_module_names(torch, tmp_path):
+    module = torch.nn.Sequential()
+    module.add_module("a", torch.nn.LSTM(3, 4))
+    module.add_module("b", torch.nn.GRU(4, 4))
+    module.add_module("norm", torch.nn.LayerNorm(4))
+    module.add_module("fc", torch.nn.Linear(4, 1))
+    path = tmp_path / "m.pt"
+    torch.save(module, path)
+    with pytest.raises(ModelFileError, match="2 recurrent layers \\('a' \\(LSTM\\), 'b' \\(GRU"):
+        load_torch(path)
+    with pytest.raises(ModelFileError, match="lstm='norm' is a LayerNorm; its recurrent layers"):
+        load_torch(path, lstm="norm")
+    with pytest.raises(ModelFileError, match="head layer 'norm' is an nn.LayerNorm, not an nn.Li"):
+        load_torch(path, lstm="a", head=[("norm", "linear")])
+    with pytest.raises(ModelFileError, match="head layer 'out' is not a module of it.*'fc'"):
+        load_torch(path, lstm="a", head=[("out", "linear")])
+    assert load_torch(path, lstm="a", head=[("fc", "linear")]).output_size == 1
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_layers": 2}, "'weight_ih_l1' \\(num_layers > 1"),
-        ({"bidirectional": True}, "'weight_ih_l0_reverse' \\(a bidirectional"),
+        ({"bidirectional": True}, "'weight_ih_l0_reverse' \\(bidirectional=True"),
         ({"proj_size": 2}, "'weight_hr_l0' \\(proj_size > 0"),
     ],
 )
-def test_torch_unsupported_lstm(torch, tmp_path, kwargs, message):
+def test_torch_unsupported_lstm_state_dict(torch, tmp_path, kwargs, message):
     path = tmp_path / "net.pt"
     torch.save(torch.nn.LSTM(3, 4, **kwargs).state_dict(), path)
     with pytest.raises(ModelFileError, match=message):
         load_torch(path)
 
 
-def test_torch_pickled_module_says_to_save_the_state_dict(torch, tmp_path):
-    path = tmp_path / "whole.pt"
-    torch.save(torch.nn.LSTM(3, 4), path)
-    with pytest.raises(ModelFileError, match="torch.save\\(model.state_dict\\(\\), 'whole.pt'\\)"):
+def test_torch_pickle_of_a_class_that_cannot_be_imported(torch, tmp_path, monkeypatch):
+    (tmp_path / "gone_module.py").write_text(
+        "import torch\n\nclass Gone(torch.nn.Module):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_module
+
+    path = tmp_path / "gone.pt"
+    torch.save(gone_module.Gone(), path)
+    monkeypatch.delitem(sys.modules, "gone_module")
+    (tmp_path / "gone_module.py").unlink()
+    with pytest.raises(ModelFileError, match="gone.pt pickles more than tensors.*state dict"):
         load_torch(path)
 
 
 def test_torch_damaged_file(torch, tmp_path):
     path = tmp_path / "junk.pt"
     path.write_bytes(b"junk" * 10)
-    with pytest.raises(ModelFileError, match="junk.pt cannot be read as a PyTorch state dict"):
+    with pytest.raises(ModelFileError, match="junk.pt cannot be read as a PyTorch file"):
         load_torch(path)
-
-
-def test_onnx_exported_by_torch(torch):
-    """What PyTorch's TorchScript exporter writes: Constant weights, a zero initial state
-    expanded to the batch size at run time."""
-    import io
-    import warnings
-
-    torch.manual_seed(3)
-    net = torch.nn.LSTM(3, 5)
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter is deprecated, and says so
-            torch.onnx.export(net, (torch.randn(6, 2, 3),), buf, dynamo=False)
-    except Exception as e:  # the legacy exporter may leave torch some day
-        pytest.skip(f"torch.onnx.export(dynamo=False) failed: {e}")
-    model = onnx.load_from_string(buf.getvalue())
-    lstm = from_onnx_model(model)
-    x = np.random.default_rng(3).normal(size=(2, 6, 3))
-    with torch.no_grad():
-        y, _ = net.double()(torch.from_numpy(x.transpose(1, 0, 2).copy()))
-    np.testing.assert_allclose(run_float(lstm, x), y.numpy().transpose(1, 0, 2), atol=1e-12)
 
 
 def test_torch_non_dict(torch, tmp_path):
@@ -806,6 +919,55 @@ def test_torch_non_dict(torch, tmp_path):
     torch.save(torch.zeros(3), path)
     with pytest.raises(ModelFileError, match="holds a Tensor, not a state dict"):
         load_torch(path)
+
+
+def export_onnx(torch, module, x):
+    """What PyTorch's TorchScript exporter writes (torch 2.13 runs it offline with
+    dynamo=False; the dynamo exporter needs onnxscript)."""
+    import io
+    import warnings
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter is deprecated, and says so
+            torch.onnx.export(module, (x,), buf, dynamo=False)
+    except Exception as e:  # the legacy exporter may leave torch some day
+        pytest.skip(f"torch.onnx.export(dynamo=False) failed: {e}")
+    return onnx.load_from_string(buf.getvalue())
+
+
+def test_onnx_exported_by_torch(torch):
+    """Constant weights, a zero initial state expanded to the batch size at run time."""
+    torch.manual_seed(3)
+    net = torch.nn.LSTM(3, 5)
+    model = export_onnx(torch, net, torch.randn(6, 2, 3))
+    fnet = from_onnx_model(model)
+    assert len(fnet.layers) == 1
+    x = np.random.default_rng(3).normal(size=(2, 6, 3))
+    with torch.no_grad():
+        y, _ = net.double()(torch.from_numpy(x.transpose(1, 0, 2).copy()))
+    np.testing.assert_allclose(run_float(fnet, x), y.numpy().transpose(1, 0, 2), atol=1e-12)
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["last", "sequence"])
+def test_onnx_network_exported_by_torch_matches_onnxruntime(torch, tmp_path, last):
+    module = torch_network(torch, last)
+    model = export_onnx(torch, module, torch.randn(2, 6, 3))
+    path = save(model, tmp_path)
+    net = load_model(path, lstm="rnn", head=TORCH_HEAD)  # the config of the .pt works here too
+    assert net.layer_names == ["lstm1", "lstm2", "dense1", "dense2"]
+    assert net.output == ("last" if last else "sequence")
+    x = np.random.default_rng(7).normal(size=(2, 6, 3)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {model.graph.input[0].name: x})
+    np.testing.assert_allclose(run_float(net, x, output=net.output), want, rtol=0, atol=ATOL)
+    # the .pt of the same module imports the same weights
+    torch.save(module.state_dict(), tmp_path / "net.pt")
+    from_pt = load_model(tmp_path / "net.pt", lstm="rnn", head=TORCH_HEAD)
+    for a, b in zip(net.layers, from_pt.layers):
+        np.testing.assert_allclose(a.w, b.w, rtol=0, atol=0)
+        np.testing.assert_allclose(a.b, b.b, rtol=1e-7, atol=1e-7)
 
 
 # ---------------------------------------------------------------------------- .npz
@@ -829,11 +991,12 @@ def npz_arrays(seed=30, h=3, i_size=2):
 
 def test_npz_round_trip(tmp_path):
     arrays = npz_arrays()
-    lstm = load_npz(npz(tmp_path, **arrays))
+    net = load_npz(npz(tmp_path, **arrays))
+    assert (net.name, len(net.layers), net.output) == ("m", 1, None)
     for k, v in arrays.items():
-        np.testing.assert_array_equal(getattr(lstm, k), v)
+        np.testing.assert_array_equal(getattr(net.layers[0], k), v)
     del arrays["p"]
-    assert load_model(npz(tmp_path, **arrays)).p is None
+    assert load_model(npz(tmp_path, **arrays)).layers[0].p is None
 
 
 def test_npz_missing_array(tmp_path):
@@ -871,7 +1034,24 @@ def test_npz_nan(tmp_path):
 
 
 def test_unknown_suffix(tmp_path):
-    path = tmp_path / "m.h5"
+    path = tmp_path / "m.tflite"
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match="'m.h5'.*.npz, .onnx, .pt, .pth"):
+    with pytest.raises(ValueError, match="'m.tflite'.*.npz, .onnx, .pt, .pth, .keras, .h5"):
         load_model(path)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_files_go_to_import_keras(tmp_path, monkeypatch, suffix):
+    seen = []
+    fake = types.SimpleNamespace(load_keras=lambda path: seen.append(path) or "network")
+    monkeypatch.setitem(sys.modules, "model.import_keras", fake)
+    path = tmp_path / f"m{suffix}"
+    path.write_bytes(b"")
+    assert load_model(path) == "network" and seen == [path]
+    with pytest.raises(ModelFileError, match="lstm= and head= choose layers.*leave them out"):
+        load_model(path, head=[("fc", "linear")])
+
+
+def test_npz_takes_no_lstm_or_head(tmp_path):
+    with pytest.raises(ModelFileError, match="a .npz file holds one LSTM layer"):
+        load_model(npz(tmp_path, **npz_arrays()), lstm="rnn")
