@@ -94,8 +94,8 @@ def from_onnx_model(
         except ModelFileError as e:
             errors.append((out.name, e))
     if not found:
-        if len(errors) == 1:
-            raise errors[0][1]
+        if len({str(e) for _, e in errors}) == 1:
+            raise errors[0][1]  # one node stands in the way of every output
         raise ModelFileError(
             f"{source}: no graph output is the output of a network lstmfx can build: "
             + "; ".join(f"{out!r}: {e}" for out, e in errors)
@@ -598,6 +598,12 @@ class _OnnxGraph:
         ``encoder.rnn`` for ``/encoder/rnn/LSTM_1``), the lowest such node being the bottom.
         """
         lstms = [n for n in self.graph.node if n.op_type == "LSTM"]
+        other = [n for n in self.graph.node if n.op_type in ("GRU", "RNN")]
+        if not lstms and other:
+            raise ModelFileError(
+                f"{self.source}: {other[0].op_type} node {other[0].name or '(unnamed)'!r} is not "
+                f"an LSTM; lstmfx implements the LSTM operator only"
+            )
         if not lstms:
             ops = sorted({n.op_type for n in self.graph.node})
             raise ModelFileError(

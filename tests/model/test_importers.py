@@ -391,6 +391,22 @@ def test_onnx_slice_of_the_last_step_and_y_h():
     assert net.output == "last" and len(net.layers) == 2
 
 
+def test_onnx_glue_variants():
+    """Gather keeping the axis, Identity, Unsqueeze, Squeeze without axes, Flatten, and a
+    Gemm bias of shape [1, out]."""
+    src = OnnxLSTM(47, 3, 4)
+    head = Head(src)
+    head.node("Gather", head.const([-1]), axis=0).node("Identity")  # [1, 1, N, H]
+    head.node("Squeeze").node("Unsqueeze", head.const([0])).node("Flatten", axis=2)  # [N, H]
+    w, b = head.weights((2, 4)), head.weights((1, 2))
+    model = head.node("Gemm", head.const(w), head.const(b), transB=1).done()
+    net = from_onnx_model(model)
+    assert net.output == "last"
+    np.testing.assert_array_equal(net.layers[1].b, b[0])
+    x = np.random.default_rng(47).normal(size=(2, 6, 3))
+    np.testing.assert_allclose(run_float(net, x, output="last"), ort_run(model, x), atol=ATOL)
+
+
 def test_onnx_lstm_names_where_the_network_starts():
     """Preprocessing before the LSTM is not a layer: lstm= starts the network after it."""
     src = OnnxLSTM(43)
@@ -814,9 +830,8 @@ def test_torch_two_layer_network_state_dict_matches_torch(torch, tmp_path, last)
 
 
 def test_torch_whole_module_runs_the_pickle_and_matches_torch(torch, tmp_path):
-    """torch.save(module): the class must be importable, as it is here (a module-level
-    class of this test file would do; torch_network's local class cannot be pickled, so
-    the module is rebuilt from torch's own classes)."""
+    """torch.save(module) pickles the module's class by name: torch_network's local class
+    cannot be pickled, so this module is built from torch's own classes."""
     module = torch.nn.Sequential()
     module.add_module("rnn", torch.nn.LSTM(3, 5, num_layers=2))
     module.add_module("fc", torch.nn.Linear(5, 2))
@@ -851,7 +866,6 @@ def test_torch_whole_module_unsupported_layer_is_named(torch, tmp_path, layer, m
         "proj": lambda: torch.nn.LSTM(3, 4, proj_size=2),
     }[layer]()
     path = tmp_path / "m.pt"
-    torch.save(torch.nn.Sequential(), path)
     module = torch.nn.Sequential()
     module.add_module("rnn", rnn)
     torch.save(module, path)
@@ -948,6 +962,22 @@ def test_onnx_exported_by_torch(torch):
     with torch.no_grad():
         y, _ = net.double()(torch.from_numpy(x.transpose(1, 0, 2).copy()))
     np.testing.assert_allclose(run_float(fnet, x), y.numpy().transpose(1, 0, 2), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("bidirectional", "LSTM node '/LSTM' is not supported: direction='bidirectional'"),
+        ("gru", "GRU node '/GRU' is not an LSTM"),
+    ],
+)
+def test_onnx_exported_by_torch_refused(torch, layer, message):
+    rnn = {
+        "bidirectional": lambda: torch.nn.LSTM(3, 4, bidirectional=True),
+        "gru": lambda: torch.nn.GRU(3, 4),
+    }[layer]()
+    with pytest.raises(ModelFileError, match=message):
+        from_onnx_model(export_onnx(torch, rnn, torch.randn(5, 2, 3)))
 
 
 @pytest.mark.parametrize("last", [True, False], ids=["last", "sequence"])
