@@ -156,10 +156,15 @@ class _Dense:
 class _Flow:
     """What each axis of the tensor on the path holds: ``T`` (time), ``N`` (batch), ``F``
     (features) or ``1`` (an axis of size one); ``last``: the time axis was cut to its last
-    step."""
+    step; ``features``: the size of the feature axis."""
 
     axes: tuple[str, ...]
     last: bool = False
+    features: int = 0
+
+    def to(self, axes, last=None) -> _Flow:
+        """The same features on other axes."""
+        return _Flow(tuple(axes), self.last if last is None else last, self.features)
 
 
 class _Path:
@@ -196,6 +201,8 @@ class _Path:
                     f"{self.source}: the path to the graph output {self.tensor!r} starts at the "
                     f"{what} {tensor!r}, {why}"
                 )
+            if len(self.nodes) > len(graph.nodes):
+                raise ModelFileError(f"{self.source}: the graph has a cycle; it is not valid")
             self.nodes.append(node)
             if node.op_type == "LSTM" and bottom is not None and id(node) in bottom:
                 break
@@ -234,8 +241,9 @@ class _Path:
                         f"{self._where(node)} reads a tensor of axes {_show(flow)}, but an LSTM "
                         f"layer reads every step of the layer below, [T, N, features]"
                     )
-                self.layers.append(_onnx_lstm(self.graph, node))
-                flow = self._lstm_output(node, self.nodes[k + 1 : k + 2])
+                layer = _onnx_lstm(self.graph, node)
+                self.layers.append(layer)
+                flow = self._lstm_output(node, self.nodes[k + 1 : k + 2], layer.hidden_size)
             elif flow is None:
                 self._before_lstm(node)
             elif op in ("Gemm", "MatMul"):
@@ -269,13 +277,13 @@ class _Path:
             f"import the network from there"
         )
 
-    def _lstm_output(self, node, after: list) -> _Flow:
+    def _lstm_output(self, node, after: list, hidden: int) -> _Flow:
         used = set(after[0].input) if after else {self.tensor}
         outs = list(node.output) + [""] * 3
         if outs[0] and outs[0] in used:
-            return _Flow(("T", "1", "N", "F"))
+            return _Flow(("T", "1", "N", "F"), features=hidden)
         if outs[1] and outs[1] in used:
-            return _Flow(("1", "N", "F"), last=True)
+            return _Flow(("1", "N", "F"), last=True, features=hidden)
         raise ModelFileError(
             f"{self._where(node)}: the network continues from its cell state Y_c; a layer's "
             f"output is h (Y or Y_h)"
@@ -312,7 +320,7 @@ class _Path:
         dense = _Dense(w, bias, node.name or "dense", _dense_names(node))
         self.layers.append(dense)
         self.dense.append(dense)
-        return flow
+        return _Flow(flow.axes, flow.last, w.shape[0])
 
     def _bias_values(self, node, name: str, out: int) -> np.ndarray:
         where = self._where(node)
@@ -348,7 +356,7 @@ class _Path:
             return flow
         if op == "Transpose":
             perm = _attribute(node, "perm") or list(range(rank))[::-1]
-            return _Flow(tuple(axes[k] for k in perm), flow.last)
+            return flow.to(axes[k] for k in perm)
         if op in ("Squeeze", "Unsqueeze"):
             given = self._ints(node, "axes", 1)
             if op == "Squeeze":
@@ -357,11 +365,11 @@ class _Path:
                 bad = [axes[k] for k in drop if axes[k] != "1"]
                 if bad:
                     raise ModelFileError(f"{where} squeezes the {_axis_name(bad[0])} axis")
-                return _Flow(tuple(a for k, a in enumerate(axes) if k not in drop), flow.last)
+                return flow.to(a for k, a in enumerate(axes) if k not in drop)
             out_rank = rank + len(given)
             for k in sorted(a % out_rank for a in given):
                 axes.insert(k, "1")
-            return _Flow(tuple(axes), flow.last)
+            return flow.to(axes)
         if op == "Flatten":
             at = (_attribute(node, "axis") or 1) % (rank + 1) if rank else 0
             merged = []
@@ -370,7 +378,7 @@ class _Path:
                 if len(real) > 1:
                     raise ModelFileError(f"{where} merges the axes {_show(_Flow(tuple(part)))}")
                 merged.append(real[0] if real else "1")
-            return _Flow(tuple(merged), flow.last)
+            return flow.to(merged)
         if op == "Reshape":
             shape = self._ints(node, "shape", 1)
             real = [a for a in axes if a != "1"]
@@ -381,11 +389,13 @@ class _Path:
                     continue
                 if k >= len(real) or (size == 0 and (pos >= rank or axes[pos] != real[k])):
                     break
+                if real[k] == "F" and size not in (-1, 0, flow.features):
+                    break  # the feature axis split or merged with another
                 out.append(real[k])
                 k += 1
             else:
                 if k == len(real):
-                    return _Flow(tuple(out), flow.last)
+                    return flow.to(out)
             raise ModelFileError(
                 f"{where} reshapes axes {_show(flow)} to {shape}, which mixes time, batch or "
                 f"features; lstmfx follows reshapes that only add or drop size-one axes"
@@ -418,7 +428,7 @@ class _Path:
             pass
         elif label == "T" and last:
             axes[axis] = "1"
-            flow = _Flow(tuple(axes), True)
+            flow = flow.to(axes, last=True)
         elif whole and keep:
             return flow
         else:
@@ -429,7 +439,7 @@ class _Path:
             )
         if not keep:
             del axes[axis]
-        return _Flow(tuple(axes), flow.last)
+        return flow.to(axes)
 
     def _ints(self, node, name: str, slot: int) -> list[int]:
         """An integer list given as attribute ``name`` (old opsets) or constant input ``slot``."""
@@ -586,8 +596,10 @@ class _OnnxGraph:
     def __init__(self, graph, source: str):
         self.graph = graph
         self.source = source
+        # one list of the node objects: paths compare nodes by id()
+        self.nodes = list(graph.node)
         self.initializers = {t.name: t for t in graph.initializer}
-        self.producers = {out: n for n in graph.node for out in n.output if out}
+        self.producers = {out: n for n in self.nodes for out in n.output if out}
         self.inputs = {i.name for i in graph.input} - set(self.initializers)
         self.outputs = [o.name for o in graph.output]
 
@@ -597,15 +609,15 @@ class _OnnxGraph:
         A name matches a node's name, or PyTorch's module path in it (``rnn`` or
         ``encoder.rnn`` for ``/encoder/rnn/LSTM_1``), the lowest such node being the bottom.
         """
-        lstms = [n for n in self.graph.node if n.op_type == "LSTM"]
-        other = [n for n in self.graph.node if n.op_type in ("GRU", "RNN")]
+        lstms = [n for n in self.nodes if n.op_type == "LSTM"]
+        other = [n for n in self.nodes if n.op_type in ("GRU", "RNN")]
         if not lstms and other:
             raise ModelFileError(
                 f"{self.source}: {other[0].op_type} node {other[0].name or '(unnamed)'!r} is not "
                 f"an LSTM; lstmfx implements the LSTM operator only"
             )
         if not lstms:
-            ops = sorted({n.op_type for n in self.graph.node})
+            ops = sorted({n.op_type for n in self.nodes})
             raise ModelFileError(
                 f"{self.source} holds no LSTM node (its ops are {', '.join(ops) or 'none'}); "
                 f"lstmfx imports the ONNX LSTM operator, export the model with it"

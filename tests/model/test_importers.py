@@ -578,6 +578,8 @@ def path_case(case):
     if case == "merge_reshape":
         head.node("Squeeze", head.const([1]))
         return head.node("Reshape", head.const([-1, 4]), name="flat").done()
+    if case == "split_reshape":  # [N, 4] -> [2N, 2]: the sizes say it mixes batch and features
+        return time_first_to_last_step(head).node("Reshape", head.const([-1, 2]), name="s").done()
     if case == "cell_state":
         head.model.graph.node[-1].output.append("Y_c")
         head.tensor = "Y_c"
@@ -604,6 +606,7 @@ def path_case(case):
         ("feature_slice", "takes \\[2:.*\\] of the feature axis"),
         ("batch_squeeze", "Squeeze node 'sq' squeezes the batch axis"),
         ("merge_reshape", "Reshape node 'flat' reshapes axes \\[T, N, F\\]"),
+        ("split_reshape", "Reshape node 's' reshapes axes \\[N, F\\] to \\[-1, 2\\]"),
         ("cell_state", "LSTM node 'lstm0'.*cell state Y_c"),
         ("lstm_reads_last_step", "LSTM node 'upper' reads a tensor of axes \\[1, N, F\\]"),
     ],
