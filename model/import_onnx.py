@@ -162,6 +162,11 @@ class _Flow:
     last: bool = False
     features: int = 0
 
+    def unit(self, label: str) -> bool:
+        """Whether an axis of this label has size one: the features of a one-output layer
+        (``head(h)[..., 0]`` drops that axis) or a ``1``."""
+        return label == "1" or (label == "F" and self.features == 1)
+
     def to(self, axes, last=None) -> _Flow:
         """The same features on other axes."""
         return _Flow(tuple(axes), self.last if last is None else last, self.features)
@@ -362,7 +367,7 @@ class _Path:
             if op == "Squeeze":
                 # without axes, Squeeze drops every size-one axis: those the path made so
                 drop = {a % rank for a in given} or {k for k, a in enumerate(axes) if a == "1"}
-                bad = [axes[k] for k in drop if axes[k] != "1"]
+                bad = [axes[k] for k in drop if not flow.unit(axes[k])]
                 if bad:
                     raise ModelFileError(f"{where} squeezes the {_axis_name(bad[0])} axis")
                 return flow.to(a for k, a in enumerate(axes) if k not in drop)
@@ -381,7 +386,7 @@ class _Path:
             return flow.to(merged)
         if op == "Reshape":
             shape = self._ints(node, "shape", 1)
-            real = [a for a in axes if a != "1"]
+            real = [a for a in axes if not flow.unit(a)]
             out, k = [], 0
             for pos, size in enumerate(shape):
                 if size == 1:
@@ -424,7 +429,7 @@ class _Path:
         axes, label = list(flow.axes), flow.axes[axis]
         whole = start == 0 and end >= _TO_THE_END
         last = start == -1 and end >= _TO_THE_END
-        if label == "1" and (whole or start in (0, -1)):
+        if flow.unit(label) and (whole or start in (0, -1)):
             pass
         elif label == "T" and last:
             axes[axis] = "1"

@@ -161,9 +161,8 @@ def _children(keys, prefix: str) -> dict[str, str]:
 
 
 def _lstm_prefix(state, keys, wanted: str | None, source: str) -> str:
-    prefixes = sorted({k[: -len("weight_ih_l0")].rstrip(".") for k in keys
-                       if k.endswith("weight_ih_l0")
-                       and (k == "weight_ih_l0" or k.endswith(".weight_ih_l0"))})  # fmt: skip
+    firsts = [k for k in keys if k == "weight_ih_l0" or k.endswith(".weight_ih_l0")]
+    prefixes = sorted({k[: -len("weight_ih_l0")].rstrip(".") for k in firsts})
     shown = ", ".join(map(_show, prefixes))
     if wanted is None:
         if not prefixes:

@@ -4,6 +4,7 @@ for every model lstmfx cannot build."""
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -405,6 +406,35 @@ def test_onnx_glue_variants():
     np.testing.assert_array_equal(net.layers[1].b, b[0])
     x = np.random.default_rng(47).normal(size=(2, 6, 3))
     np.testing.assert_allclose(run_float(net, x, output="last"), ort_run(model, x), atol=ATOL)
+
+
+def test_onnx_one_output_head_may_drop_its_feature_axis():
+    """``head(h)[..., 0]`` or a Squeeze of a one-output layer only drops an axis of size 1."""
+    src = OnnxLSTM(48, 3, 4)
+    for drop in ("Gather", "Squeeze"):
+        head = Head(src)
+        head.node("Squeeze", head.const([1])).node("MatMul", head.const(head.weights((4, 1))))
+        const = head.const(0) if drop == "Gather" else head.const([2])
+        model = head.node(drop, const, **({"axis": 2} if drop == "Gather" else {})).done()
+        net = from_onnx_model(model)
+        assert net.output == "sequence" and net.output_size == 1
+        x = np.random.default_rng(48).normal(size=(2, 6, 3))
+        want = ort_run(model, x).transpose(1, 0)  # [T, N] -> [N, T]
+        np.testing.assert_allclose(run_float(net, x)[..., 0], want, rtol=0, atol=ATOL)
+
+
+def test_onnx_example_sunspots_matches_onnxruntime():
+    """The repository's own exported model: nn.LSTM + nn.Linear per step, then [..., 0]."""
+    here = Path(__file__).resolve().parents[2] / "examples" / "sunspots"
+    if not (here / "sunspots.onnx").is_file():
+        pytest.skip("examples/sunspots is not in this checkout")
+    net = load_model(here / "sunspots.onnx")
+    assert net.layer_names == ["lstm1", "dense1"] and net.output == "sequence"
+    x = np.load(here / "x_test.npy")[:8].astype(np.float32)
+    x = x[..., None] if x.ndim == 2 else x
+    sess = ort.InferenceSession(str(here / "sunspots.onnx"), providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    np.testing.assert_allclose(run_float(net, x)[..., 0], want, rtol=0, atol=ATOL)
 
 
 def test_onnx_lstm_names_where_the_network_starts():
