@@ -40,8 +40,14 @@ def run_demo(
     x = np.load(example / "x_test.npy")
     y = np.load(example / "y_test.npy")
     head = None
-    if not net.dense_layers and (example / "head.npz").is_file():
-        head = load_head(example / "head.npz")
+    if (example / "head.npz").is_file():
+        if net.dense_layers:
+            say(
+                f"note: {example.name}/head.npz is not used: the model has its own dense "
+                f"layers, and they are the head"
+            )
+        else:
+            head = load_head(example / "head.npz")
     written: list[tuple[str, Path]] = []
 
     shape = ", ".join(
