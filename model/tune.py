@@ -153,12 +153,19 @@ class Evaluator:
         self.tables = TableCache()
         self.float_cache = {}
         self.seen: dict[str, Point] = {}
+        #: the network's order of its tensors: the tuned config's sections follow it
+        self.order = {t: k for k, t in enumerate(layer_tensors(base.network))}
 
     def formats(self, widths: dict[str, int]) -> dict[str, str]:
+        """The formats that ``widths`` change (``<layer>.<tensor>``: text); a tensor left as
+        the config has it is not named, so the tuned config names only what tuning moved."""
         out = {}
-        for t, w in widths.items():
+        order = self.order
+        for t, w in sorted(widths.items(), key=lambda kv: order.get(kv[0], len(order))):
             f = tensor_format(self.base, t)
-            out[t] = str(Format(f.signed, int(w), self.int_bits[t], f.q, f.o))
+            new = Format(f.signed, int(w), self.int_bits[t], f.q, f.o)
+            if new != f:
+                out[t] = str(new)
         return out
 
     def __call__(self, widths: dict[str, int], acts: dict | None = None) -> Point:
@@ -387,7 +394,7 @@ def tune(
     gr = {"widths": gw, "bits": bits_of(gw)}
     return TuneResult(
         config=ev.config(widths_of(best_w), acts),
-        widths=widths_of(best_w),
+        widths={t: widths_of(best_w)[t] for t in used},  # in the network's order
         acts=acts,
         config_bits=total_bits(net),
         bits=bits,

@@ -158,3 +158,43 @@ def test_tune_allocates_bits_across_the_layers_of_a_network(tmp_path):
     # the tensors not named kept their formats
     assert tensor_format(tuned, "lstm2.preact") == tensor_format(cfg, "lstm2.preact")
     assert tensor_format(tuned, "dense2.w") == tensor_format(cfg, "dense2.w")
+
+
+def test_report_sweep_and_tune_commands_on_a_pytorch_network(tmp_path, capsys):
+    """A model file as users bring it: nn.LSTM(num_layers=2) and two nn.Linear, named by the
+    config's head; the three commands run on it and name every layer's tensors."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(2, 3, num_layers=2, batch_first=True)
+            self.fc = torch.nn.Linear(3, 2)
+            self.out = torch.nn.Linear(2, 1)
+
+    torch.manual_seed(0)
+    torch.save(Net().state_dict(), tmp_path / "m.pt")
+    (tmp_path / "c.toml").write_text(
+        'name = "pt"\nmodel = "m.pt"\n'
+        'head = [{layer = "fc", activation = "relu"}, {layer = "out"}]\n'
+        '[activations]\nkind = "uniform"\nsegments = 16\n'
+    )
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(8, 6, 2)))
+    data = [str(tmp_path / "c.toml"), "--data", str(tmp_path / "x.npy")]
+    assert lstmfx.main(["report", *data, "-o", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| lstm2.cell |" in md and "| dense2.out |" in md
+    vary = ["--vary", "lstm2.cell=8,10", "out=10"]
+    assert lstmfx.main(["sweep", *data, *vary, "-o", str(tmp_path / "s")]) == 0
+    assert len((tmp_path / "s" / "sweep.csv").read_text().splitlines()) == 3
+    out = tmp_path / "t.toml"
+    budget = ["--budget", "y_rmse=0.01", "lstm2.c_rmse=0.1"]
+    args = ["tune", *data, *budget, "--tensors", "lstm2.cell", "dense1.w", "-o", str(out)]
+    capsys.readouterr()
+    assert lstmfx.main(args) == 0
+    text = capsys.readouterr().out
+    assert "lstm2.cell" in text and "dense1.w" in text
+    tuned = out.read_text()
+    assert "[lstm2.formats]\ncell = " in tuned and "[dense1.formats]\nw = " in tuned
+    assert "[lstm1.formats]" not in tuned  # nothing of lstm1 was tuned
