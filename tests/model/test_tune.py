@@ -160,9 +160,10 @@ def test_tune_allocates_bits_across_the_layers_of_a_network(tmp_path):
     assert tensor_format(tuned, "dense2.w") == tensor_format(cfg, "dense2.w")
 
 
-def test_report_sweep_and_tune_commands_on_a_pytorch_network(tmp_path, capsys):
+def test_sweep_and_tune_commands_on_a_pytorch_network(tmp_path, capsys):
     """A model file as users bring it: nn.LSTM(num_layers=2) and two nn.Linear, named by the
-    config's head; the three commands run on it and name every layer's tensors."""
+    config's head; the commands run on it and name every layer's tensors (the report command
+    on a network: test_report.py)."""
     torch = pytest.importorskip("torch")
 
     class Net(torch.nn.Module):
@@ -182,9 +183,6 @@ def test_report_sweep_and_tune_commands_on_a_pytorch_network(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.normal(size=(8, 6, 2)))
     data = [str(tmp_path / "c.toml"), "--data", str(tmp_path / "x.npy")]
-    assert lstmfx.main(["report", *data, "-o", str(tmp_path / "r")]) == 0
-    md = (tmp_path / "r" / "report.md").read_text()
-    assert "| lstm2.cell |" in md and "| dense2.out |" in md
     vary = ["--vary", "lstm2.cell=8,10", "out=10"]
     assert lstmfx.main(["sweep", *data, *vary, "-o", str(tmp_path / "s")]) == 0
     assert len((tmp_path / "s" / "sweep.csv").read_text().splitlines()) == 3
