@@ -470,3 +470,19 @@ def test_demo_on_a_network(tmp_path, monkeypatch):
         assert out["y"].shape == (6, 5, 1) and out["pred"].shape == (6, 1)
     md = (tmp_path / "out" / "report" / "report.md").read_text()
     assert "| dense2.out |" in md
+
+
+def test_a_network_that_gives_its_last_step(tmp_path):
+    """output = "last": y is one vector per sequence, the error along the sequence is the top
+    LSTM layer's, and labels of every step are refused."""
+    fnet = float_network(dense=((3, "relu"),))
+    cfg = load_network(write_config(tmp_path, fnet, output="last"), fnet)
+    x = np.random.default_rng(1).normal(size=(9, 5, 2))
+    y = np.random.default_rng(2).integers(0, 3, size=9)
+    r = measure(cfg, x, labels=y)
+    assert r["growth_signal"] == "lstm2.h" and "y" not in r["per_step"]["fixed"]
+    y_float = run_float(cfg.float_model, x, output="last")
+    assert r["task"]["float"]["accuracy"] == pytest.approx(np.mean(y_float.argmax(-1) == y))
+    assert r["errors"]["fixed"]["y"]["count"] == 9 * 3
+    with pytest.raises(ValueError, match="need output = 'sequence'"):
+        measure(cfg, x, labels=np.zeros((9, 5), dtype=int))
