@@ -315,15 +315,16 @@ def _build(source: str, model: dict, weights) -> FloatNetwork:
 
 
 def _check_dtype(source: str, name: str, kind, config: dict) -> None:
+    """Refuse layers that ``model.quantize(...)`` turned into integer ones; the weights of
+    a float or mixed-precision policy are float and read as they are."""
     policy = config.get("dtype")
-    if isinstance(policy, dict):
-        policy_kind = policy.get("class_name", "")
-        policy = (policy.get("config") or {}).get("name", policy_kind)
-        if "Quantized" in policy_kind:
-            raise _error(
-                f"{source}: layer {name!r} ({kind}) has dtype policy {policy!r}: quantized "
-                f"Keras layers are not read; save the float model before quantizing"
-            )
+    if isinstance(policy, dict) and "Quantized" in policy.get("class_name", ""):
+        mode = (policy.get("config") or {}).get("mode", "?")
+        raise _error(
+            f"{source}: layer {name!r} ({kind}) has dtype={policy['class_name']} with "
+            f"mode={mode!r}: quantized Keras layers are not read; save the float model "
+            f"before model.quantize(...)"
+        )
 
 
 def _lstm(source: str, name: str, config: dict, arrays: list[np.ndarray]) -> FloatLSTM:

@@ -264,6 +264,16 @@ def test_refuses_bfloat16_weights(tmp_path):
 
 
 @needs_keras
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_refuses_quantized_layers(tmp_path, suffix):
+    model = seq(layers.LSTM(H1), layers.Dense(OUT, name="d"))
+    with pytest.warns(UserWarning):  # Keras: LSTM layers have no quantize()
+        model.quantize("int8")
+    with pytest.raises(ModelFileError, match="'d'.*mode='int8'.*quantized"):
+        load_keras(save(model, tmp_path, suffix))
+
+
+@needs_keras
 def test_refuses_weights_only_and_damaged_files(tmp_path):
     model = stacked()
     weights = tmp_path / "w.weights.h5"
