@@ -10,9 +10,10 @@ Two files are read, neither through Keras itself (it is never imported):
 - ``.h5`` (``model.save("m.h5")``, the legacy HDF5 format): the architecture in the root
   attribute ``model_config`` and the weights in ``model_weights/<layer name>``, each found
   by the paths its ``weight_names`` attribute lists (``.../kernel``, ``.../bias``).
-  Keras 3's files are what the tests write; tf.keras 2 files share the layout and are read
-  the same way. A weights-only file (``save_weights``), a SavedModel directory and a
-  sharded ``.keras`` are not models here and are refused.
+  Keras 3's files are what the tests write; tf.keras 2 files share the layout (weight
+  names end in ``:0``) and are read the same way, untested here. A weights-only file
+  (``save_weights``), a SavedModel directory and a sharded ``.keras`` are not models
+  here and are refused.
 
 The model is a ``Sequential`` model or a functional chain (one input, one output, each
 layer fed by the one before) of ``LSTM`` layers then ``Dense`` layers; ``InputLayer`` is
@@ -33,7 +34,10 @@ from model.lstm import FloatLSTM
 from model.network import FloatDense, FloatNetwork
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
-#: LSTM settings that only change training (or the graph around inference), never the output
+#: LSTM settings the float network follows only at these values (SPEC §6). Not checked, as
+#: they act in training or on speed only: dropout, recurrent_dropout, unit_forget_bias
+#: (the initial bias), unroll, implementation; zero_output_for_mask needs a mask, and any
+#: layer that makes one is refused
 _LSTM_REQUIRED = {
     "activation": "tanh",
     "recurrent_activation": "sigmoid",
