@@ -71,11 +71,15 @@ def test_every_example_file_is_package_data():
     for name in tracked:
         rel = name.removeprefix("examples/")
         # setuptools' "**/" also matches no folder at all
-        ok = any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, p.removeprefix("**/")) for p in patterns)
+        ok = any(
+            fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, p.removeprefix("**/")) for p in patterns
+        )
         assert ok, f"{name} is not shipped by pip install .: add its pattern to package-data"
 
 
-@pytest.mark.skipif(os.environ.get("CI") != "true", reason="builds a wheel (about 10 s); CI runs it")
+@pytest.mark.skipif(
+    os.environ.get("CI") != "true", reason="builds a wheel (about 10 s); CI runs it"
+)
 def test_a_wheel_holds_the_examples(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
