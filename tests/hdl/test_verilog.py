@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hdl_models import ODD_FORMATS, make_qmodel
+from hdl_models import ODD_FORMATS, make_network, make_qmodel
 
 from hdl import cli
 from hdl.core import Schedule
 from hdl.generate import generate, stats
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "examples" / "tiny" / "config.toml"
@@ -39,17 +39,23 @@ def test_files_ports_and_manifest(design):
         f"{s}_axis_t{n}" for s in "sm" for n in ("data", "valid", "ready", "last")
     }
     assert ports == spec
-    wx, wh = qm.formats["x"].width, qm.formats["h"].width
-    assert re.search(rf"input \[{qm.input_size * wx - 1}:0\] s_axis_tdata;", text)
-    assert re.search(rf"output \[{qm.hidden_size * wh - 1}:0\] m_axis_tdata;", text)
-    for name in ("trace0_valid", "trace0_c", "trace0_h", "trace0_pre_o", "h_state_0"):
+    layer = qm.layers[0]
+    wx, wh = layer.formats["x"].width, layer.formats["h"].width
+    in_bits = -(-layer.input_size * wx // 8) * 8  # SPEC §5: whole bytes
+    out_bits = -(-layer.hidden_size * wh // 8) * 8
+    assert re.search(rf"input \[{in_bits - 1}:0\] s_axis_tdata;", text)
+    assert re.search(rf"output \[{out_bits - 1}:0\] m_axis_tdata;", text)
+    names = ("trace0_valid", "trace0_c", "trace0_h", "trace0_pre_o", "h_state_0", "step_commit")
+    for name in (f"lstm1_{n}" for n in names):
         assert re.search(rf"\b{name}\b", text), f"{name} is gone from the Verilog"
 
-    back = QuantizedModel.read_manifest(m_path)
-    assert (back.w == qm.w).all() and (back.r == qm.r).all() and (back.p == qm.p).all()
+    back = QuantizedNetwork.read_manifest(m_path).layers[0]
+    assert (back.w == layer.w).all() and (back.r == layer.r).all() and (back.p == layer.p).all()
     hw = json.loads(m_path.read_text())["hardware"]
-    assert hw == Schedule.of(qm, 2).hardware()
-    assert hw["lanes"] == 2 and hw["cycles_per_step"] == 4 * 3 * 5 // 2 + hw["pipeline_depth"]
+    assert hw["layers"] == [{"name": "lstm1", **Schedule.of(layer, 2).hardware()}]
+    lay = hw["layers"][0]
+    assert lay["lanes"] == 2 and lay["cycles_per_step"] == 4 * 3 * 5 // 2 + lay["pipeline_depth"]
+    assert (hw["cycles_per_step"], hw["latency"]) == (lay["cycles_per_step"], lay["latency"])
 
 
 def lint(v_path):
@@ -91,7 +97,7 @@ def test_yosys_synthesizes_without_latches(design):
 
 def test_unbuildable_config_writes_nothing(tmp_path):
     qm = make_qmodel(2, 3, lanes=3)
-    with pytest.raises(ValueError, match=r"lanes = 3 .*\[1, 2, 4, 12\]"):
+    with pytest.raises(ValueError, match=r"lstm1: lanes = 3 .*\[1, 2, 4, 12\]"):
         generate(qm, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     qm.hardware = {"lanes": 2, "clock_mhz": 100}
@@ -136,3 +142,24 @@ def test_cli_generate_stats(tmp_path, capsys):
     # tiny: 2 lanes, no peepholes: 2 MACs, f*c, i*g, o*tanh, 5 PWL slopes
     assert re.search(r"^multipliers +10\b", out, re.M)
     assert re.search(r"^latches +0\b", out, re.M)
+
+
+def test_network_verilog_lints_and_reads_back(tmp_path):
+    """Two LSTM layers and a head: one top module, probes per layer, a manifest that reads
+    back to the same network and regenerates the same files."""
+    net = make_network(3, [3, 2], [2], peephole=[False, True], activations=["relu"], name="net2",
+                       hardware={"lanes": "auto", "lane_budget": 7})  # fmt: skip
+    v_path, m_path = generate(net, tmp_path / "a")
+    lint(v_path)
+    text = v_path.read_text()
+    for name in ("lstm1_trace0_h", "lstm2_trace0_pre_o", "lstm2_cell_state_1",
+                 "dense1_trace_valid", "dense1_trace_index", "dense1_trace_out"):  # fmt: skip
+        assert re.search(rf"\b{name}\b", text), f"{name} is not in the Verilog"
+    hw = json.loads(m_path.read_text())["hardware"]
+    assert [e["name"] for e in hw["layers"]] == ["lstm1", "lstm2", "dense1"]
+    assert sum(e["lanes"] for e in hw["layers"]) <= 7
+    assert hw["cycles_per_step"] == max(e["cycles_per_step"] for e in hw["layers"])
+    assert hw["latency"] == sum(e["latency"] for e in hw["layers"])
+    back = QuantizedNetwork.read_manifest(m_path)
+    v2, m2 = generate(back, tmp_path / "b")
+    assert v2.read_bytes() == v_path.read_bytes() and m2.read_bytes() == m_path.read_bytes()
