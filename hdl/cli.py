@@ -28,14 +28,14 @@ add_parser = add_parsers
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdl.generate import build_core, describe_lanes, format_stats, generate, stats
+    from hdl.generate import describe_lanes, format_stats, generate, stats
     from model.cli import report_weights
     from model.config import load_config
 
     cfg = load_config(args.config)
     net = cfg.network
     report_weights(cfg)
-    print(describe_lanes(build_core(net)))  # says what lanes = "auto" chose
+    print(describe_lanes(net))  # says what lanes = "auto" chose
     v_path, m_path = generate(net, args.out_dir)
     print(f"wrote {v_path}")
     print(f"wrote {m_path}")

@@ -192,6 +192,37 @@ def _checked(layer, lanes, name: str) -> int:
     return lanes
 
 
+def network_hardware(network: QuantizedNetwork, lanes: dict | None = None) -> dict:
+    """The manifest's ``hardware`` section of the chain, without building it: the config's
+    ``lanes`` (and ``lane_budget``), the chain's ``cycles_per_step`` (the slowest per-step
+    layer's + :data:`CHAIN_CYCLES_PER_STEP`) and ``latency`` (the sum of the layers'), and
+    ``layers``: each layer's name, kind, lanes, cycles per step, latency and pipeline."""
+    lanes = dict(lanes) if lanes is not None else layer_lanes(network)
+    hw = network.hardware or {}
+    names = network.layer_names
+    entries = [
+        {"name": n, **layer_schedule(layer, lanes[n], n).hardware()}
+        for n, layer in zip(names, network.layers)
+    ]
+    steps = set(per_step_layers(network))
+    out = {"lanes": hw.get("lanes", 1)}
+    if out["lanes"] == "auto":
+        out["lane_budget"] = hw["lane_budget"]
+    out.update(
+        {
+            "cycles_per_step": CHAIN_CYCLES_PER_STEP
+            + max(e["cycles_per_step"] for e in entries if e["name"] in steps),
+            "latency": sum(e["latency"] for e in entries),
+            "chaining_cycles": CHAIN_CYCLES_PER_STEP,
+            "interface": "axi4-stream",
+            "clock": "clk",
+            "reset": "rst (synchronous, active high)",
+            "layers": entries,
+        }
+    )
+    return out
+
+
 class NetworkCore(wiring.Component):
     """A quantized network (SPEC §2b) behind the AXI4-Stream ports of SPEC §5.
 
@@ -260,33 +291,15 @@ class NetworkCore(wiring.Component):
 
     @property
     def cycles_per_step(self) -> int:
-        steps = set(per_step_layers(self._net))
-        return CHAIN_CYCLES_PER_STEP + max(
-            c.cycles_per_step for n, c in self.cores.items() if n in steps
-        )
+        return self.hardware()["cycles_per_step"]
 
     @property
     def latency(self) -> int:
-        return sum(c.latency for c in self._cores)
+        return self.hardware()["latency"]
 
     def hardware(self) -> dict:
-        """The manifest's ``hardware`` section: the chain's numbers and each layer's."""
-        hw = self._net.hardware or {}
-        out = {"lanes": hw.get("lanes", 1)}
-        if out["lanes"] == "auto":
-            out["lane_budget"] = hw["lane_budget"]
-        out.update(
-            {
-                "cycles_per_step": self.cycles_per_step,
-                "latency": self.latency,
-                "chaining_cycles": CHAIN_CYCLES_PER_STEP,
-                "interface": "axi4-stream",
-                "clock": "clk",
-                "reset": "rst (synchronous, active high)",
-                "layers": [{"name": name, **core.hardware()} for name, core in self.cores.items()],
-            }
-        )
-        return out
+        """The manifest's ``hardware`` section (:func:`network_hardware`)."""
+        return network_hardware(self._net, self._lanes)
 
     @property
     def probes(self) -> dict:

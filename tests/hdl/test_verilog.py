@@ -117,7 +117,9 @@ def test_same_config_same_bytes(tmp_path):
     for k, seed in enumerate(("1", "2")):
         cwd = tmp_path / f"run{k}"
         cwd.mkdir()
-        env = dict(os.environ, PYTHONHASHSEED=seed)
+        # this checkout's packages, not whatever an editable install points at
+        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=path)
         cmd = [sys.executable, "-m", "hdl.cli", "generate", str(TINY), "-o", f"out{k}"]
         done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
