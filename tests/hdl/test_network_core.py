@@ -5,6 +5,9 @@ import pytest
 from hdl_models import ODD_FORMATS, make_network, random_inputs
 from stream_bench import assert_same, expected, run_network
 
+from hdl.network import lane_options
+from model.network import run_fixed
+
 RELU_OUT = {"w": "fixed<10,2,RND,SAT>", "b": "fixed<10,4,RND,SAT>", "out": "ufixed<8,3,RND,SAT>"}
 
 CASES = {
@@ -63,5 +66,82 @@ def test_chain_timing_as_stated(output):
     steps = ["lstm1", "lstm2", "dense1"] if output == "sequence" else ["lstm1", "lstm2"]
     assert hw["cycles_per_step"] == max(layers[n]["cycles_per_step"] for n in steps)
     assert hw["latency"] == sum(e["latency"] for e in hw["layers"])
+    assert set(np.diff(res.beat_cycles).tolist()) == {hw["cycles_per_step"]}
+    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]
+
+
+def random_network(seed):
+    """1-3 LSTM layers, 0-2 dense layers, relu/linear, peepholes, odd formats, either output,
+    random valid lanes."""
+    rng = np.random.default_rng(seed)
+    hidden = [int(h) for h in rng.integers(1, 4, size=int(rng.integers(1, 4)))]
+    dense = [int(d) for d in rng.integers(1, 4, size=int(rng.integers(0, 3)))]
+    net = make_network(
+        int(rng.integers(1, 4)),
+        hidden,
+        dense,
+        output=str(rng.choice(["sequence", "last"])),
+        peephole=[bool(b) for b in rng.integers(0, 2, size=len(hidden))],
+        activations=[str(a) for a in rng.choice(["relu", "linear"], size=len(dense))],
+        formats=[ODD_FORMATS if rng.random() < 0.4 else None for _ in hidden],
+        dense_formats=[RELU_OUT if rng.random() < 0.4 else None for _ in dense],
+        seed=seed,
+    )
+    lanes = {}
+    for name, layer in zip(net.layer_names, net.layers):
+        opts = lane_options(layer)
+        lanes[name] = int(rng.choice([p for p in opts if p <= 8]))
+    return net, lanes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_networks(seed):
+    net, lanes = random_network(100 + seed)
+    seqs = random_inputs(net, [2, 3, 1], seed=seed)
+    res, _ = run_network(net, seqs, lanes=lanes, idle=0.2, stall=0.5, seed=seed)
+    assert_same(res, expected(net, seqs))
+
+
+def test_probes_of_every_layer():
+    """lstm2_trace0_* and dense1_trace_* carry the model's trace of those layers."""
+    net = make_network(2, [2, 3], [2], peephole=[False, True], activations=["relu"], seed=8)
+    seqs = random_inputs(net, [3, 2], seed=6)
+    mon = ["lstm2_trace0", "dense1_trace", "dense1_trace1"]
+    lanes = {"lstm1": 1, "lstm2": 2, "dense1": 2}
+    res, dut = run_network(net, seqs, lanes=lanes, idle=0.2, stall=0.4, seed=2, monitor=mon)
+    lstm_rows, dense_rows = [], []
+    for seq in seqs:
+        out = run_fixed(net, seq[None], trace=True)
+        tr, tr_d = out.layers[1].trace, out.layers[2].trace
+        for t in range(len(seq)):
+            for j in range(3):
+                pre = tr["preact"][0, t]
+                lstm_rows.append(
+                    {
+                        "unit": j,
+                        **{f"pre_{g}": int(pre[k * 3 + j]) for k, g in enumerate("ifgo")},
+                        **{k: int(tr[k][0, t, j]) for k in ("i", "f", "g", "o", "c", "h")},
+                        "tanh_cell": int(tr["tanh_cell"][0, t, j]),
+                    }
+                )
+            dense_rows += [(k, int(tr_d["out"][0, t, k])) for k in range(2)]
+    assert res.trace["lstm2_trace0"] == lstm_rows
+    seen = res.trace["dense1_trace"] + res.trace["dense1_trace1"]  # lane 0 and lane 1
+    assert sorted((r["index"], r["out"]) for r in seen) == sorted(dense_rows)
+    assert {r["index"] for r in res.trace["dense1_trace"]} == {0}
+    assert "dense1_trace0_acc" in dut.probes and "lstm1_step_commit" in dut.probes
+
+
+def test_dense_head_is_the_slowest():
+    """A wide head with one lane sets the pace of a sequence network."""
+    net = make_network(2, [2], [6, 5], seed=5)
+    lanes = {"lstm1": 8, "dense1": 1, "dense2": 1}
+    seqs = random_inputs(net, [5], seed=4)
+    res, dut = run_network(net, seqs, lanes=lanes, junk=False)
+    assert_same(res, expected(net, seqs))
+    hw = dut.hardware()
+    layers = {e["name"]: e for e in hw["layers"]}
+    slowest = layers["dense2"]["cycles_per_step"]
+    assert hw["cycles_per_step"] == slowest > layers["lstm1"]["cycles_per_step"]
     assert set(np.diff(res.beat_cycles).tolist()) == {hw["cycles_per_step"]}
     assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]
