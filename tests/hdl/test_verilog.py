@@ -13,7 +13,7 @@ from hdl_models import ODD_FORMATS, make_network, make_qmodel
 
 from hdl import cli
 from hdl.core import Schedule
-from hdl.generate import generate, stats
+from hdl.generate import describe_lanes, generate, stats
 from model.qmodel import QuantizedNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +141,7 @@ def test_cli_generate_stats(tmp_path, capsys):
     assert (tmp_path / "tiny.v").exists() and (tmp_path / "tiny.manifest.json").exists()
     for word in ("adders", "flip-flops", "memories", "generic gates"):
         assert word in out
+    assert "lanes (configured): lstm1 2 (65 cycles/step); network: 65 cycles/step" in out
     # tiny: 2 lanes, no peepholes: 2 MACs, f*c, i*g, o*tanh, 5 PWL slopes
     assert re.search(r"^multipliers +10\b", out, re.M)
     assert re.search(r"^latches +0\b", out, re.M)
@@ -165,3 +166,10 @@ def test_network_verilog_lints_and_reads_back(tmp_path):
     back = QuantizedNetwork.read_manifest(m_path)
     v2, m2 = generate(back, tmp_path / "b")
     assert v2.read_bytes() == v_path.read_bytes() and m2.read_bytes() == m_path.read_bytes()
+
+
+def test_describe_auto_lanes():
+    net = make_network(4, [8, 2], [1], hardware={"lanes": "auto", "lane_budget": 12})
+    line = describe_lanes(net)
+    assert line.startswith("lanes (auto, lane_budget 12): lstm1 ")
+    assert "dense1 1 (" in line and "network: " in line
