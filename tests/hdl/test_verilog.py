@@ -163,6 +163,12 @@ def test_network_verilog_lints_and_reads_back(tmp_path):
     assert sum(e["lanes"] for e in hw["layers"]) <= 7
     assert hw["cycles_per_step"] == max(e["cycles_per_step"] for e in hw["layers"])
     assert hw["latency"] == sum(e["latency"] for e in hw["layers"])
+    assert [e["lanes"] for e in hw["layers"]] == [4, 2, 1]  # what auto chose
+    # lstm1 (4 lanes, no peepholes): 4 MACs + f*c, i*g, o*tanh + 5 PWL slopes; lstm2 (2
+    # lanes, each with i or f rows): 2 MACs, 2 peephole products, 4 in the cell, 5 PWL; head 1
+    s = stats(v_path, synth=False)
+    assert s["latches"] == 0
+    assert s["multipliers"] == (4 + 3 + 5) + (2 + 2 + 4 + 5) + 1
     back = QuantizedNetwork.read_manifest(m_path)
     v2, m2 = generate(back, tmp_path / "b")
     assert v2.read_bytes() == v_path.read_bytes() and m2.read_bytes() == m_path.read_bytes()
