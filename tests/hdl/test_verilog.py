@@ -8,12 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hdl_models import ODD_FORMATS, make_network, make_qmodel
 
 from hdl import cli
 from hdl.core import Schedule
 from hdl.generate import describe_lanes, generate, stats
+from hdl.network import layer_lanes
+from model.config import load_config
+from model.lstm import FloatLSTM
+from model.network import FloatDense, FloatNetwork
 from model.qmodel import QuantizedNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,3 +184,30 @@ def test_describe_auto_lanes():
     line = describe_lanes(net)
     assert line.startswith("lanes (auto, lane_budget 12): lstm1 ")
     assert "dense1 1 (" in line and "network: " in line
+
+
+def test_network_config_to_files(tmp_path):
+    """The lead's config API: [hardware] lanes = "auto" with a budget and a layer's own lanes
+    reach the manifest; the per-layer numbers are those of the chosen lanes."""
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "m.npz", w=rng.normal(size=(8, 2)), r=rng.normal(size=(8, 2)),
+             b=rng.normal(size=8))  # fmt: skip
+    (tmp_path / "c.toml").write_text(
+        'name = "cfgnet"\nmodel = "m.npz"\n[hardware]\nlanes = "auto"\nlane_budget = 6\n'
+        "[dense1.hardware]\nlanes = 1\n"
+    )
+    cfg = load_config(tmp_path / "c.toml")
+    h = 3
+    layers = [
+        FloatLSTM(rng.normal(size=(4 * h, 2)), rng.normal(size=(4 * h, h)), rng.normal(size=4 * h)),
+        FloatLSTM(rng.normal(size=(4 * h, h)), rng.normal(size=(4 * h, h)), rng.normal(size=4 * h)),
+        FloatDense(rng.normal(size=(2, h)), rng.normal(size=2), "relu"),
+    ]
+    cfg.__dict__["float_model"] = FloatNetwork(layers, name="cfgnet")  # as the config tests do
+    _, m_path = generate(cfg.network, tmp_path / "out")
+    hw = json.loads(m_path.read_text())["hardware"]
+    assert (hw["lanes"], hw["lane_budget"]) == ("auto", 6)
+    lanes = {e["name"]: e["lanes"] for e in hw["layers"]}
+    assert lanes["dense1"] == 1 and sum(lanes.values()) <= 6
+    assert lanes == layer_lanes(cfg.network)
+    assert lanes["lstm1"] == lanes["lstm2"] == 2  # 4 + 1 would leave lstm2 at one lane
