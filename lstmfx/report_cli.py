@@ -9,9 +9,9 @@ from pathlib import Path
 
 from model.cli import report_weights
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-#: the example ``lstmfx demo`` runs
-DEFAULT_EXAMPLE = EXAMPLES / "sunspots"
+#: the example ``lstmfx demo`` runs: a folder of examples/ (model/examples.py finds it in a
+#: checkout and in an installed copy)
+DEMO_EXAMPLE = "sunspots"
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -114,7 +114,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="the built-in example end to end: infer, report, Verilog, co-simulation",
-        description=f"On {DEFAULT_EXAMPLE.name} (examples/{DEFAULT_EXAMPLE.name}): run the "
+        description=f"On the example {DEMO_EXAMPLE} (examples/{DEMO_EXAMPLE}): run the "
         "bit-accurate model over the test data, write the report, generate the Verilog and "
         "co-simulate it against the model when a simulator is installed.",
     )
@@ -266,7 +266,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from lstmfx.demo import run_demo
+    from model.examples import example
 
     return run_demo(
-        DEFAULT_EXAMPLE, args.out_dir, sequences=args.sequences, sim=args.sim, no_sim=args.no_sim
+        example(DEMO_EXAMPLE),
+        args.out_dir,
+        sequences=args.sequences,
+        sim=args.sim,
+        no_sim=args.no_sim,
     )

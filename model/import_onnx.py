@@ -28,7 +28,7 @@ ONNX_DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "tanh")
 #: ops that keep an all-zero tensor all zero (for initial_h/initial_c built from the batch size)
 _ZERO_PRESERVING_OPS = {
     "Identity", "Cast", "CastLike", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Tile",
-    "Transpose", "Flatten", "Concat",
+    "Transpose", "Flatten", "Concat", "Slice", "Gather",  # torch's stacked LSTMs slice h0
 }  # fmt: skip
 #: ops that move or select axes of the tensor between layers; their other inputs are constant
 GLUE_OPS = {

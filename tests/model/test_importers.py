@@ -1118,3 +1118,18 @@ def test_keras_files_go_to_import_keras(tmp_path, monkeypatch, suffix):
 def test_npz_takes_no_lstm_or_head(tmp_path):
     with pytest.raises(ModelFileError, match="a .npz file holds one LSTM layer"):
         load_model(npz(tmp_path, **npz_arrays()), lstm="rnn")
+
+
+def test_the_example_network_matches_onnxruntime():
+    """examples/sunspots_net: torch's export of nn.LSTM(num_layers=2) and a Linear head."""
+    from model.importers import load_model
+    from model.network import run_float
+
+    path = Path(__file__).parents[2] / "examples" / "sunspots_net" / "sunspots_net.onnx"
+    net = load_model(path)
+    assert net.layer_names == ["lstm1", "lstm2", "dense1"]
+    x = np.load(path.parent / "x_test.npy")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x.astype(np.float32)})[0]
+    # onnxruntime runs in float32; the forecasts are sunspot numbers up to ~160
+    np.testing.assert_allclose(run_float(net, x), want, rtol=0, atol=1e-3)
