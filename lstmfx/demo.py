@@ -154,12 +154,16 @@ def run_demo(
 
 def _cosimulate(net, x_codes, sequences: int, sim, out: Path, say, written) -> bool:
     """Co-simulate the test sequences (and random ones up to ``sequences``); False on a
-    mismatch. Missing simulators and packages are said, not failed."""
+    mismatch, or when the simulator the user named (``sim``) is missing. Without a named
+    one, missing simulators and packages are said, not failed."""
     try:
         from sim import runner, session
         from sim.job import Phase
         from sim.sequences import random_sequences
     except ImportError as e:
+        if sim:
+            say(f"   failed: {sim} was asked for, but the co-simulation package is broken ({e})")
+            return False
         say(f"   skipped: the co-simulation package is not available here ({e})")
         return True
     chosen = None
@@ -172,6 +176,9 @@ def _cosimulate(net, x_codes, sequences: int, sim, out: Path, say, written) -> b
         except runner.SimulatorError as e:
             reasons.append(str(e))
     if chosen is None:
+        if sim:  # asked for by name: not having it is a failure, not a skip
+            say(f"   failed: {sim} is not available: " + "; ".join(reasons))
+            return False
         say("   skipped: no simulator: " + "; ".join(reasons))
         return True
     real = [s for s in x_codes[:sequences]]

@@ -486,3 +486,15 @@ def test_a_network_that_gives_its_last_step(tmp_path):
     assert r["errors"]["fixed"]["y"]["count"] == 9 * 3
     with pytest.raises(ValueError, match="need output = 'sequence'"):
         measure(cfg, x, labels=np.zeros((9, 5), dtype=int))
+
+
+def test_demo_with_a_named_simulator_that_is_missing_fails(tmp_path, monkeypatch, capsys):
+    runner = pytest.importorskip("sim.runner")
+    pytest.importorskip("sim.session")  # the demo's co-simulation needs the whole package
+
+    def missing(name):
+        raise runner.SimulatorError(f"{name} is not installed")
+
+    monkeypatch.setattr(runner, "setup", missing)
+    assert lstmfx.main(["demo", "-o", str(tmp_path), "--sim", "icarus"]) == 1
+    assert "failed: icarus is not available" in capsys.readouterr().out
