@@ -31,7 +31,7 @@ FITS = ("minimax", "lsq", "interp")
 #: one (up to 2**32 codes) is fitted and checked on the codes that matter: each segment's ends
 #: and the codes next to the extremum of the error between them, plus a bound for the output's
 #: rounding. Nothing then has one array element per input code.
-EXHAUSTIVE_MAX_CODES = 1 << 20
+EXHAUSTIVE_MAX_CODES = 1 << 17
 #: codes spread evenly over a wide input format on which the mean error is estimated
 MEAN_SAMPLE = 1 << 16
 #: float64 noise in a computed error, added to a bound so that it stays a bound
@@ -313,40 +313,54 @@ def _extremes(func: str, lo, hi, base, m, scale: float) -> tuple[np.ndarray, ...
     return h[rows, i_max], codes[rows, i_max], h[rows, i_min], codes[rows, i_min]
 
 
-#: codes of a wide segment a least-squares fit is made on (all of them when it has fewer)
-LSQ_SAMPLE = 257
+#: a segment of up to this many codes is fitted by least squares on every code
+LSQ_EVERY_CODE = 256
+#: a longer one's sums of the function come from composite Gauss-Legendre quadrature:
+#: this many panels of this many nodes per segment
+_LSQ_PANELS, _LSQ_NODES = 32, 8
 
 
 def _lsq_wide(func, bps, ends, scale, slope_q=None) -> np.ndarray:
-    """Least-squares slopes, or with ``slope_q`` the mean residuals (intercepts), over at most
-    :data:`LSQ_SAMPLE` codes spread evenly over each segment, in blocks of segments."""
+    """Least-squares slopes (values) over each segment's codes or, given the quantized slopes
+    ``slope_q``, the mean residuals: the intercepts.
+
+    The sums of ``1, t, t*t`` over the codes ``t = 0..n-1`` are exact. The sums of ``y`` and
+    ``t*y`` are taken over every code for ``n <= LSQ_EVERY_CODE``; above that they are the
+    integrals over the codes' cells ``[-1/2, n - 1/2]`` (the midpoint rule, whose error is
+    ``f''/24`` of a code squared per code), by quadrature.
+    """
     f = FUNCTIONS[func]
-    out = np.zeros(bps.shape[0])
-    j = np.arange(LSQ_SAMPLE)
-    for s0 in range(0, bps.shape[0], 2048):
-        b, n = bps[s0 : s0 + 2048], ends[s0 : s0 + 2048] - bps[s0 : s0 + 2048] + 1
-        k = np.minimum(n, LSQ_SAMPLE)
-        use = j[None, :] < k[:, None]
-        t = np.rint(j[None, :] * ((n - 1) / np.maximum(k - 1, 1))[:, None]).astype(np.int64)
-        t = np.where(use, t, 0)
-        dv = t * scale
-        y = f((b[:, None] + t) * scale)
-        if slope_q is not None:
-            resid = np.where(use, y - slope_q[s0 : s0 + 2048, None] * dv, 0.0)
-            out[s0 : s0 + 2048] = resid.sum(axis=1) / k
-            continue
-        dv_c = np.where(use, dv - (np.where(use, dv, 0.0).sum(axis=1) / k)[:, None], 0.0)
-        y_c = np.where(use, y - (np.where(use, y, 0.0).sum(axis=1) / k)[:, None], 0.0)
-        var = (dv_c * dv_c).sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[s0 : s0 + 2048] = np.where(n > 1, (dv_c * y_c).sum(axis=1) / var, 0.0)
-    return out
+    n = (ends - bps + 1).astype(np.float64)
+    sum_t, sum_tt = n * (n - 1) / 2, (n - 1) * n * (2 * n - 1) / 6
+    sum_y, sum_ty = np.zeros(n.shape), np.zeros(n.shape)
+    every = n <= LSQ_EVERY_CODE
+    j = np.arange(LSQ_EVERY_CODE)
+    nodes, weights = np.polynomial.legendre.leggauss(_LSQ_NODES)
+    panel = (np.arange(_LSQ_PANELS)[:, None] + (nodes[None, :] + 1) / 2).ravel()
+    for s0 in range(0, n.shape[0], 2048):
+        sl = slice(s0, s0 + 2048)
+        b, ns, ev = bps[sl], n[sl], every[sl]
+        # every code: t = 0..n-1, weight 1 (0 past the segment's end)
+        t = np.broadcast_to(j, (b.shape[0], j.shape[0])).astype(np.float64)
+        w = np.where(ev[:, None] & (t < ns[:, None]), 1.0, 0.0)
+        # quadrature: nodes over [-1/2, n - 1/2] in panels of n / PANELS codes
+        width = ns / _LSQ_PANELS
+        tq = -0.5 + width[:, None] * panel[None, :]
+        wq = np.where(ev[:, None], 0.0, (width / 2)[:, None] * np.tile(weights, _LSQ_PANELS))
+        t, w = np.concatenate([t, tq], axis=1), np.concatenate([w, wq], axis=1)
+        y = f((b[:, None] + t) * scale) * w
+        sum_y[sl], sum_ty[sl] = y.sum(axis=1), (y * t).sum(axis=1)
+    if slope_q is not None:  # mean of y - slope*t*scale
+        return (sum_y - slope_q * scale * sum_t) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_code = (n * sum_ty - sum_t * sum_y) / (n * sum_tt - sum_t * sum_t)
+    return np.where(n > 1, per_code / scale, 0.0)
 
 
 def _fit_wide(func, bps, ends, scale, fit, slope_zero, cb_fmt) -> tuple[np.ndarray, np.ndarray]:
     """:func:`fit_table`'s slopes and intercepts (values) over a wide input format, from a few
     codes per segment: minimax and interp need only the segment's ends and the extremes of the
-    residual (exact, :func:`_extremes`); lsq fits to a sample (:func:`_lsq_wide`)."""
+    residual (exact, :func:`_extremes`); lsq needs sums over the codes (:func:`_lsq_wide`)."""
     f = FUNCTIONS[func]
     y0 = f(bps * scale)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -515,7 +529,7 @@ def fit_table(
 
     Over an input format wider than :data:`EXHAUSTIVE_MAX_CODES` the same fits come from a
     few codes per segment: minimax, interp and the lookup fits exactly (the segment ends and
-    the residual's extremes), lsq from :data:`LSQ_SAMPLE` codes spread over each segment.
+    the residual's extremes), lsq from exact sums or quadrature (:func:`_lsq_wide`).
     """
     _check_function(func)
     if fit not in FITS:
