@@ -409,10 +409,11 @@ def error_bound(table: PwlTable, func: str) -> tuple[float, int]:
     The line's own error ``max |L - f|`` is exact (:func:`_extremes`). Q moves ``L`` by at most
     what the output's Q mode allows (``RND*``: half an LSB; ``TRN``: under one LSB). A
     saturating O clamps into the output's range, which only brings the output nearer to a
-    function value inside it. A wrapping or zeroing O, where it happens at all (``L`` is
-    monotone on a segment, so it happens at one of its ends if anywhere), may put the output
-    anywhere in the output's range. Below ``b_0`` and above ``x_hi`` the output is constant and
-    the function monotone: there the error is exact, at the ends of the format's range.
+    function value inside it. Where a wrapping or zeroing O happens at all (``L`` is monotone
+    on a segment, so it happens at one of its ends if anywhere), the output may be anywhere in
+    the output's range (``WRAP``) or 0 (``SAT_ZERO``). Below ``b_0`` and above ``x_hi`` the
+    output is constant and the function monotone: there the error is exact, at the ends of the
+    format's range.
     """
     _check_function(func)
     f = FUNCTIONS[func]
@@ -438,8 +439,13 @@ def error_bound(table: PwlTable, func: str) -> tuple[float, int]:
             err = np.maximum(err, gap)
     else:
         wraps = table.flagged(bps)[1] | table.flagged(ends)[1]
-        worst = np.where(wraps, np.where(hi_v - f_b >= f_e - lo_v, bps, ends), worst)
-        err = np.where(wraps, np.maximum(hi_v - f_b, f_e - lo_v), err)
+        if out_fmt.o == "SAT_ZERO":  # an overflowed output is 0: the error is |f| there
+            lands, far = np.maximum(-f_b, f_e), np.where(-f_b >= f_e, bps, ends)
+        else:  # a wrapped output is anywhere in the range
+            lands = np.maximum(hi_v - f_b, f_e - lo_v)
+            far = np.where(hi_v - f_b >= f_e - lo_v, bps, ends)
+        worst = np.where(wraps & (lands > err), far, worst)
+        err = np.where(wraps, np.maximum(err, lands), err)
     # the exact error where it is cheap: the segment ends, and the clamped ends of the range
     codes = np.concatenate([bps, ends, [in_fmt.code_min, in_fmt.code_max]])
     exact = np.abs(out_fmt.codes_to_values(table(codes)) - f(codes * scale))
