@@ -179,11 +179,7 @@ class PwlTable:
         lsb = self.out_fmt.lsb
         if not _exhaustive(self.in_fmt):
             max_abs, worst = error_bound(self, func)
-            codes = np.unique(
-                np.round(
-                    np.linspace(self.in_fmt.code_min, self.in_fmt.code_max, MEAN_SAMPLE + 1)
-                ).astype(np.int64)
-            )
+            codes = spread_codes(self.in_fmt, MEAN_SAMPLE + 1)
             got = self.out_fmt.codes_to_values(self(codes))
             err = np.abs(got - FUNCTIONS[func](self.in_fmt.codes_to_values(codes)))
             return {
@@ -217,6 +213,14 @@ class PwlTable:
         over = np.empty(arr.shape, dtype=np.bool_)
         _evaluate_flagged(arr, out, over, *self.kernel_args())
         return out, over
+
+
+def spread_codes(fmt: Format, n: int) -> np.ndarray:
+    """Every code of ``fmt`` if it has at most ``n``, else ``n`` codes spread evenly over its
+    range, first and last included: what to plot or sample a wide format on."""
+    if fmt.code_max - fmt.code_min + 1 <= n:
+        return np.arange(fmt.code_min, fmt.code_max + 1, dtype=np.int64)
+    return np.unique(np.round(np.linspace(fmt.code_min, fmt.code_max, n)).astype(np.int64))
 
 
 def _check_grid(in_fmt: Format, bps: np.ndarray, x_hi: int) -> None:
