@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from model.measure import ACTIVATIONS, SIGNALS, TRACE_FORMAT
-from model.pwl import FUNCTIONS
+from model.pwl import FUNCTIONS, spread_codes
 
 PLOTS = ("ranges", "errors", "steps", "tables")
+#: the most input codes a table's plot evaluates (wider inputs are sampled evenly)
+PLOT_CODES = 1 << 18
 SIGNAL_LABEL = {
     "preact_i": "preact (i)",
     "preact_f": "preact (f)",
@@ -482,7 +484,8 @@ def plot_tables(tables: dict) -> bytes:
     for row, (act, table) in enumerate(tables.items()):
         func = ACTIVATIONS[act.split(".")[-1]][2]
         fin, fout = table.in_fmt, table.out_fmt
-        codes = np.arange(fin.code_min, fin.code_max + 1, dtype=np.int64)
+        # every input code up to 2^18 of them; a wider input (up to 32 bits) is sampled
+        codes = spread_codes(fin, PLOT_CODES)
         xv = fin.codes_to_values(codes)
         got = fout.codes_to_values(table(codes))
         exact = FUNCTIONS[func](xv)
@@ -507,7 +510,12 @@ def plot_tables(tables: dict) -> bytes:
         ax.fill_between(xs, elo, ehi, color="#1f4e79", alpha=0.6, lw=0.5)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"{act}: error in output LSBs (max {np.abs(err).max():.2f})", fontsize=9)
-        ax.set_xlabel("input value (every code of the input format)")
+        every = fin.code_max - fin.code_min + 1 <= PLOT_CODES
+        ax.set_xlabel(
+            "input value (every code of the input format)"
+            if every
+            else f"input value ({codes.shape[0]:,} codes spread over the input format)"
+        )
         ax.grid(alpha=0.3)
     return _png(plt, fig)
 

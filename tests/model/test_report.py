@@ -498,3 +498,13 @@ def test_demo_with_a_named_simulator_that_is_missing_fails(tmp_path, monkeypatch
     monkeypatch.setattr(runner, "setup", missing)
     assert lstmfx.main(["demo", "-o", str(tmp_path), "--sim", "icarus"]) == 1
     assert "failed: icarus is not available" in capsys.readouterr().out
+
+
+def test_a_report_over_wide_table_inputs_samples_its_plots(tmp_path):
+    """A 30-bit preact: the tables' plots sample the input (2^30 codes would need 8 GiB)."""
+    formats = {**SMALL_FORMATS, "preact": "fixed<30,6,RND,SAT>", "cell": "fixed<28,6,RND,SAT>"}
+    cfg = load_config(make_config(tmp_path, formats=formats))
+    r = measure(cfg, np.random.default_rng(0).normal(size=(3, 4, 2)))
+    paths = write_report(r, cfg.tables, tmp_path / "out")
+    assert (tmp_path / "out" / "tables.png").stat().st_size > 1000
+    assert "| lstm1.sigmoid (sigmoid) |" in paths["md"].read_text()
