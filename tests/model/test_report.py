@@ -490,7 +490,9 @@ def test_a_network_that_gives_its_last_step(tmp_path):
 
 def test_demo_with_a_named_simulator_that_is_missing_fails(tmp_path, monkeypatch, capsys):
     runner = pytest.importorskip("sim.runner")
-    pytest.importorskip("sim.session")  # the demo's co-simulation needs the whole package
+    pytest.importorskip(
+        "sim.session", exc_type=ImportError
+    )  # the demo's co-simulation needs the whole package
 
     def missing(name):
         raise runner.SimulatorError(f"{name} is not installed")
