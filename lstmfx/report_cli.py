@@ -11,7 +11,7 @@ from model.cli import report_weights
 
 #: the example ``lstmfx demo`` runs: a folder of examples/ (model/examples.py finds it in a
 #: checkout and in an installed copy)
-DEMO_EXAMPLE = "sunspots"
+DEMO_EXAMPLE = "sunspots_net"
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
