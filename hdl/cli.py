@@ -31,9 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from hdl.generate import describe_lanes, format_stats, generate, stats
     from model.cli import report_weights
     from model.config import load_config
+    from model.paths import writable_dir, writable_file
 
+    writable_dir(args.out_dir, what="output folder (-o)")  # before any work
     cfg = load_config(args.config)
     net = cfg.network
+    for suffix in (".v", ".manifest.json"):
+        writable_file(args.out_dir / f"{net.name}{suffix}", what="output file")
     report_weights(cfg)
     print(describe_lanes(net))  # says what lanes = "auto" chose
     v_path, m_path = generate(net, args.out_dir)

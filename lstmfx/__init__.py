@@ -34,6 +34,25 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("lstmfx: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+    except (ValueError, NotImplementedError) as e:
         print(f"lstmfx {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file that cannot be read or written: one line, not a traceback
+        print(f"lstmfx {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        return 2
+
+
+def os_error_text(e: OSError) -> str:
+    """An OSError as one line that names the path: ``cannot write 'out/a': permission
+    denied``; an error raised with a message of its own keeps it."""
+    if e.filename is None or not e.strerror:
+        return str(e)
+    paths = " and ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
+    hint = {
+        PermissionError: "no permission",
+        FileExistsError: "it exists already",
+        IsADirectoryError: "it is a folder, not a file",
+        NotADirectoryError: "a part of the path is a file, not a folder",
+        FileNotFoundError: "no such file or folder",
+    }.get(type(e), e.strerror[0].lower() + e.strerror[1:])
+    return f"{paths}: {hint}"

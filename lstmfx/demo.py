@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from model.config import load_config
-from model.measure import load_head, measure
+from model.measure import load_head, measure, task_note, task_of
 from model.network import quantize_input, run_fixed, run_float
 from model.pwl import describe
-from model.report import findings, metric_text, write_report
+from model.report import OUTPUT_FILES, findings, metric_text, write_report
 
 
 def run_demo(
@@ -32,11 +32,21 @@ def run_demo(
     no_sim: bool = False,
     say=print,
 ) -> int:
+    from lstmfx.report_cli import writable_outputs
+    from model.paths import writable_dir
+
     t0 = time.monotonic()
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    # every output is checked before any work: a run does not fail at its end
+    out = writable_outputs(Path(out_dir), ["infer.npz"], "demo folder (-o)")
+    writable_outputs(out / "report", OUTPUT_FILES, "report folder")
+    writable_dir(out / "sim", what="simulation folder")
     cfg = load_config(example / "config.toml")
     net = cfg.network
+    writable_outputs(
+        out / "verilog", [f"{net.name}.v", f"{net.name}.manifest.json"], "Verilog folder"
+    )
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
     x = np.load(example / "x_test.npy")
     y = np.load(example / "y_test.npy")
     head = None
@@ -94,8 +104,10 @@ def run_demo(
         f"   output against float64: max abs error {err.max():.3g}, mean {err.mean():.3g} "
         f"(LSB {net.out_fmt.lsb:.3g}); input values clipped: {n_over}"
     )
-    task = head.task if head is not None and head.task else None
-    task = task or ("classify" if y.dtype.kind in "iub" else "regress")
+    task = task_of(y, head)
+    note = task_note(y, head)
+    if note:
+        say(f"   note: {note}")
     if task == "classify":
         for k in range(min(5, len(y))):
             say(
@@ -106,8 +118,8 @@ def run_demo(
         unit = f" {head.unit}" if head is not None and head.unit else ""
         for k in range(max(0, len(y) - 5), len(y)):
             say(
-                f"   sequence {k}: actual {float(np.ravel(y[k])[-1]):7.1f}{unit}, forecast "
-                f"float64 {float(np.ravel(pred_float[k])[0]):7.1f}, fixed point "
+                f"   sequence {k}: actual {float(np.ravel(y[k])[-1]):7.1f}{unit}, predicted "
+                f"by float64 {float(np.ravel(pred_float[k])[0]):7.1f}, by fixed point "
                 f"{float(np.ravel(pred_fixed[k])[0]):7.1f}"
             )
 

@@ -4,6 +4,8 @@ the built-in example)."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -90,8 +92,10 @@ def add_parsers(sub) -> None:
         "-o",
         "--output",
         type=Path,
-        help="tuned config to write (default: CONFIG's name with .tuned.toml)",
+        help="tuned config to write (default: CONFIG's name with .tuned.toml); an existing "
+        "file is kept unless --force",
     )
+    p.add_argument("--force", action="store_true", help="overwrite the tuned config if it exists")
     p.add_argument(
         "--tensors",
         nargs="+",
@@ -108,6 +112,11 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--keep-int-bits", action="store_true", help="keep each format's I; tune W only")
     p.add_argument("--keep-tables", action="store_true", help="do not trade table size for error")
+    p.add_argument(
+        "--tune-input",
+        action="store_true",
+        help="also tune the input format lstm1.x (the hardware's input port; kept by default)",
+    )
     p.add_argument("--report", type=Path, metavar="DIR", help="also write the tuned report")
     p.set_defaults(func=cmd_tune)
 
@@ -133,13 +142,46 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+# --------------------------------------------------------------------------- outputs
+
+
+def writable_outputs(folder: Path, files, what: str) -> Path:
+    """``folder`` if it is (or can be made) a folder in which ``files`` can be written:
+    checked before any work, so that a run does not fail at its end."""
+    from model.paths import OutputPathError, writable_dir
+
+    folder = writable_dir(folder, what=what)
+    for name in files:
+        path = folder / name
+        if path.is_dir():
+            raise OutputPathError(
+                f"{what} {str(folder)!r} holds a folder {name!r} where a file is to be "
+                f"written; remove it or choose another folder"
+            )
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputPathError(f"{what} {str(folder)!r}: {name} cannot be overwritten")
+    return folder
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: a
+    reader sees the old file or the new one, never a half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 # --------------------------------------------------------------------------- loading
 
 
 def load_data(args) -> tuple:
     """(config, x, labels, head) from the common arguments."""
     from model.config import load_config
-    from model.measure import check_input, load_head
+    from model.measure import check_input, load_head, task_note
 
     cfg = load_config(args.config)
     x = _load_npy(args.data, "--data")
@@ -158,6 +200,9 @@ def load_data(args) -> tuple:
         print(f"head: {head_path} (beside the config)")
     if head_path is not None:
         head = load_head(head_path)
+        note = task_note(labels, head) if labels is not None else None
+        if note:
+            print(f"note: {note}")
     return cfg, x, labels, head
 
 
@@ -177,8 +222,9 @@ def _load_npy(path: Path, flag: str):
 
 def cmd_report(args: argparse.Namespace) -> int:
     from model.measure import measure
-    from model.report import findings, write_report
+    from model.report import OUTPUT_FILES, findings, write_report
 
+    writable_outputs(args.out_dir, OUTPUT_FILES, "report folder")
     cfg, x, labels, head = load_data(args)
     report_weights(cfg)
     r = measure(cfg, x, labels=labels, head=head)
@@ -191,8 +237,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from model.sweep import parse_axis, run_sweep, write_outputs
+    from model.sweep import OUTPUT_FILES, parse_axis, run_sweep, write_outputs
 
+    writable_outputs(args.out_dir, OUTPUT_FILES, "sweep folder")
     cfg, x, labels, head = load_data(args)
     axes = [parse_axis(a, net=cfg.network) for a in args.vary]
     n = 1
@@ -217,9 +264,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from model.sweep import tensor_format
+    from model.paths import writable_file
+    from model.report import OUTPUT_FILES
     from model.tune import parse_budget, tune, tuned_toml
 
+    out = args.output or args.config.with_name(args.config.stem + ".tuned.toml")
+    out = writable_file(out, what="tuned config", force=args.force)
+    if args.report:
+        writable_outputs(args.report, OUTPUT_FILES, "--report folder")
     cfg, x, labels, head = load_data(args)
     budgets = [parse_budget(b) for b in args.budget]
     t0 = time.monotonic()
@@ -235,22 +287,31 @@ def cmd_tune(args: argparse.Namespace) -> int:
         headroom=args.headroom,
         keep_int_bits=args.keep_int_bits,
         shrink_tables=not args.keep_tables,
+        tune_input=args.tune_input,
     )
-    out = args.output or args.config.with_name(args.config.stem + ".tuned.toml")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(tuned_toml(res, cfg, budgets, out))
-    print(f"\n{'tensor':16s} {'was':24s} tuned")
-    for t in res.widths:
-        was, now = tensor_format(cfg, t), tensor_format(res.config, t)
-        print(f"{t:16s} {str(was):24s} {now}{'' if was != now else ' (kept)'}")
-    for act, s in res.acts.items():
-        print(f"{act:16s} table: {s}")
-    uni = f"{res.uniform['bits']} (W={res.uniform['width']})" if res.uniform else "none"
-    line = f"total bits {res.bits}; the config had {res.config_bits}; one width for all: {uni}"
-    line += f"; one tensor at a time: {res.greedy['bits']}"
-    print(line)
-    print("budget: " + ", ".join(f"{k} (is {v:.4g})" for k, v in res.values.items()))
+    text = tuned_toml(res, cfg, budgets, out)
+    print()
+    for line in tune_summary(res, cfg):
+        print(line)
     print(f"{res.evaluations} configurations measured in {time.monotonic() - t0:.1f} s")
+    try:
+        # checked again: the file may have appeared, or the folder changed, during the run
+        writable_file(out, what="tuned config", force=args.force)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(out, text)
+    except (OSError, ValueError) as e:
+        # the run's result is not lost: the tuned config goes to stdout instead
+        from lstmfx import os_error_text
+
+        print(f"\n# ---- the tuned config (it could not be written to {out}) ----")
+        print(text, end="")
+        why = os_error_text(e) if isinstance(e, OSError) else str(e)
+        print(
+            f"lstmfx tune: error: {why}; the tuned config is printed above: save it by hand, "
+            f"or run again with another -o",
+            file=sys.stderr,
+        )
+        return 2
     print(f"wrote {out}")
     if args.report:
         from model.config import load_config
@@ -262,6 +323,28 @@ def cmd_tune(args: argparse.Namespace) -> int:
         for p in write_report(r, tuned.tables, args.report).values():
             print(f"wrote {p}")
     return 0
+
+
+def tune_summary(res, cfg) -> list[str]:
+    """The tuned formats against the config's, the tables in words, the totals, the budget."""
+    from model.pwl import describe
+    from model.sweep import tensor_format
+
+    lines = [f"{'tensor':16s} {'was':24s} tuned"]
+    for t in res.widths:
+        was, now = tensor_format(cfg, t), tensor_format(res.config, t)
+        lines.append(f"{t:16s} {str(was):24s} {now}{'' if was != now else ' (kept)'}")
+    for key, change in res.acts.items():
+        lname, act = key.split(".", 1)
+        was = describe(cfg.tables[lname][act])
+        now = describe(res.config.tables[lname][act])
+        setting = ", ".join(f"{k} {v:g}" for k, v in change.items())
+        lines.append(f"{key:16s} table: {now} ({setting}; was {was})")
+    uni = f"{res.uniform['bits']} (W={res.uniform['width']})" if res.uniform else "none"
+    line = f"total bits {res.bits}; the config had {res.config_bits}; one width for all: {uni}"
+    lines.append(line + f"; one tensor at a time: {res.greedy['bits']}")
+    lines.append("budget: " + ", ".join(f"{k} (is {v:.4g})" for k, v in res.values.items()))
+    return lines
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

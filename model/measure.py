@@ -285,6 +285,7 @@ def table_report(act: str, table: PwlTable, settings: dict) -> dict:
         "segments": err["segments"],
         "lower": float(table.in_fmt.codes_to_values(table.breakpoints[0])),
         "upper": float(table.in_fmt.codes_to_values(table.x_hi)),
+        "in_lsb": table.in_fmt.lsb,
         "max_abs": err["max_abs"],
         "mean_abs": err["mean_abs"],
         "max_lsb": err["max_lsb"],
@@ -322,7 +323,40 @@ def label_steps(labels: np.ndarray, n: int, t_len: int, k_out: int, task: str) -
 def task_of(labels: np.ndarray, head: Head | None) -> str:
     if head is not None and head.task:
         return head.task
-    return "classify" if labels.dtype.kind in "iub" else "regress"
+    return "classify" if np.asarray(labels).dtype.kind in "iub" else "regress"
+
+
+def task_note(labels: np.ndarray, head: Head | None) -> str | None:
+    """What a head file without ``task`` was taken to mean, as a sentence; None when the
+    head says its task (or there is no head)."""
+    if head is None or head.task:
+        return None
+    task = task_of(labels, head)
+    why = "the labels are integers" if task == "classify" else "the labels are not integers"
+    name = Path(head.source).name or "the head file"
+    return (
+        f"{name} has no task: assumed {task!r}, as {why}; save task='classify' or "
+        f"task='regress' in it to say which"
+    )
+
+
+def check_classes(labels: np.ndarray, classes: int, where: str) -> None:
+    """Class labels must be class numbers 0..classes-1 (a negative label is not scored)."""
+    if labels.dtype.kind == "f":
+        scored = labels[~np.isnan(labels)]
+        if np.any(scored != np.round(scored)):
+            bad = scored[scored != np.round(scored)][0]
+            raise ValueError(
+                f"class label {bad:g} is not a whole number: class labels are 0..{classes - 1}"
+            )
+    scored = labels[labels >= 0]
+    if scored.size and scored.max() >= classes:
+        bad = scored.max()
+        raise ValueError(
+            f"class label {bad:g} is outside the {classes} classes of {where} (labels 0.."
+            f"{classes - 1}; a negative label is not scored): use labels of this task, or "
+            f"the head that goes with them"
+        )
 
 
 def task_scores(pred: np.ndarray, labels: np.ndarray, task: str) -> dict:
@@ -353,6 +387,9 @@ def task_summary(preds: dict[str, np.ndarray], labels, task, head, steps) -> dic
         "unit": head.unit if head is not None else "",
         "labels": int(np.count_nonzero(labels >= 0 if task == "classify" else ~np.isnan(labels))),
     }
+    note = task_note(labels, head)
+    if note:
+        out["assumed"] = note
     for model, pred in preds.items():
         out[model] = task_scores(pred, labels, task)
     if task == "classify":
@@ -465,6 +502,14 @@ def measure(
         task = task_of(labels, head)
         k_out = head.w.shape[0] if head is not None else net.output_size
         steps = label_steps(labels, n, t_len, k_out, task)
+        if task == "classify":
+            if head is not None:
+                where = f"the head {Path(head.source).name or 'file'} (w [{k_out}, H])"
+            elif has_dense:
+                where = f"the network's output ({names[-1]}: {k_out} outputs)"
+            else:
+                where = f"the network's output ({names[-1]} h: {k_out} values)"
+            check_classes(labels, k_out, where)
         if steps == "all" and net.output == "last":
             raise ValueError(
                 f"labels of every step ({list(labels.shape)}) need output = 'sequence'; this "

@@ -39,3 +39,41 @@ class Progress:
         elif self.done % self.every == 0 or self.done >= self.total:
             self.stream.write(f"{self.done}/{self.total} {self.what} ({self.eta()} left) {label}\n")
         self.stream.flush()
+
+
+class Status:
+    """A status line for a loop of unknown length (a search): items done, what the caller
+    says of them, the time it has taken. On a terminal one line redrawn after each item; in
+    a log a line every ``every_s`` seconds, so a long run shows it is alive."""
+
+    def __init__(self, *, what: str = "items", stream=None, every_s: float = 10.0):
+        self.done = 0
+        self.what = what
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.monotonic()
+        self.last = self.start
+        self.every_s = every_s
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.shown = False
+
+    def elapsed(self) -> str:
+        s = int(time.monotonic() - self.start)
+        return f"{s // 60}:{s % 60:02d}"
+
+    def update(self, label: str = "") -> None:
+        self.done += 1
+        line = f"{self.done} {self.what}, {self.elapsed()} elapsed; {label}"
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+            self.shown = True
+        elif time.monotonic() - self.last >= self.every_s:
+            self.stream.write(line + "\n")
+            self.last = time.monotonic()
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Take the line off a terminal before other output."""
+        if self.tty and self.shown:
+            self.stream.write("\r" + " " * 150 + "\r")
+            self.stream.flush()
+            self.shown = False

@@ -23,6 +23,8 @@ from model.measure import ACTIVATIONS, SIGNALS, TRACE_FORMAT
 from model.pwl import FUNCTIONS, spread_codes
 
 PLOTS = ("ranges", "errors", "steps", "tables")
+#: the files :func:`write_report` writes into its folder
+OUTPUT_FILES = ("report.json", "report.md", "report.html", *(f"{p}.png" for p in PLOTS))
 #: the most input codes a table's plot evaluates (wider inputs are sampled evenly)
 PLOT_CODES = 1 << 18
 SIGNAL_LABEL = {
@@ -76,6 +78,66 @@ def num(v, digits: int = 3) -> str:
     if 1e-3 <= abs(v) < 1e5:
         return f"{v:.{digits}g}"
     return f"{v:.{digits - 1}e}"
+
+
+def _decimals(v: float, digits: int = 3) -> int:
+    """The decimals that show ``v`` with ``digits`` significant digits."""
+    if v == 0 or not math.isfinite(v):
+        return 0
+    return max(0, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def _fixed(v: float, d: int) -> str:
+    """``v`` with ``d`` decimals, trailing zeros dropped: 8, 7.996, −0.5."""
+    if not math.isfinite(v):
+        return num(v)
+    text = f"{v:.{d}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def range_texts(fmt_min: float, fmt_max: float, lsb: float, lo=None, hi=None) -> list[str]:
+    """A format's range ``[fmt_min, fmt_max]`` (and the observed ``lo``, ``hi``) as text,
+    with the decimals that keep them true to each other.
+
+    Three significant digits would show ``fixed<12,4>``'s largest value 7.996 as 8, a value
+    the format does not hold, and an observed 7.99 beside it would read as an overflow. So
+    a bound is shown with the decimals that put it nearer to itself than to any other code
+    of the format, and an observed value with those that keep it on its side of each
+    bound.
+    """
+    vals = [fmt_min, fmt_max] + [v for v in (lo, hi) if v is not None]
+    finite = [abs(v) for v in vals if v is not None and math.isfinite(v)]
+    d = _decimals(max(finite)) if finite else 0
+
+    def shown(v: float, dd: int) -> float:
+        return round(v, dd)
+
+    def true_to_each_other(dd: int) -> bool:
+        # a bound shown nearer to itself than to any other code: 7.996, not 8
+        if lsb > 0 and any(abs(shown(b, dd) - b) >= lsb / 2 for b in (fmt_min, fmt_max)):
+            return False
+        for v in (lo, hi):
+            if v is None or not math.isfinite(v):
+                continue
+            for bound in (fmt_min, fmt_max):
+                real = (v > bound) - (v < bound)
+                disp = (shown(v, dd) > shown(bound, dd)) - (shown(v, dd) < shown(bound, dd))
+                if real != disp and disp != 0:  # equal when shown is fine: it rounds there
+                    return False
+                if real != 0 and disp == 0 and (v > fmt_max or v < fmt_min):
+                    return False  # beyond the format must read as beyond it
+        return True
+
+    while d < 12 and not true_to_each_other(d):
+        d += 1
+    out = [_fixed(fmt_min, d), _fixed(fmt_max, d)]
+    for v in (lo, hi):
+        if v is not None:
+            # a small observed value keeps its own three digits (0.00123, not 0)
+            out.append(_fixed(v, max(d, _decimals(v))) if math.isfinite(v) else num(v))
+    return out
 
 
 def db(v) -> str:
@@ -148,7 +210,7 @@ def findings(r: dict) -> list[str]:
             )
     task = r.get("task")
     if task:
-        name = "accuracy" if task["task"] == "classify" else f"forecast {task['metric'].upper()}"
+        name = "accuracy" if task["task"] == "classify" else "RMSE (regression)"
         line = (
             f"Task {name}: {metric_text(task, 'float')} float, {metric_text(task, 'fixed')} "
             f"fixed-point ({metric_text(task, 'pwl')} with the tables alone)"
@@ -217,12 +279,15 @@ def range_rows(r: dict) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for t, g in r["ranges"].items():
+        fmin, fmax, lo, hi = range_texts(
+            g["format_min"], g["format_max"], g["lsb"], g["min"], g["max"]
+        )
         rows.append(
             [
                 t,
                 g["format"],
-                f"{num(g['format_min'])} … {num(g['format_max'])}",
-                f"{num(g['min'])} … {num(g['max'])}",
+                f"{fmin} … {fmax}",
+                f"{lo} … {hi}",
                 num(g["int_bits_needed"]),
                 num(g["headroom_bits"]),
                 f"{g['outside']} / {g['count']}",
@@ -308,7 +373,7 @@ def table_rows(r: dict) -> tuple[list[str], list[list[str]]]:
             f"{t['in']} → {t['out']}",
             t["kind"],
             str(t["segments"]),
-            f"{num(t['lower'])} … {num(t['upper'])}",
+            " … ".join(range_texts(t["lower"], t["upper"], t.get("in_lsb", 0.0))),
             num(t["max_lsb"]),
             num(t["mean_lsb"]),
         ]
@@ -643,7 +708,13 @@ def sections(r: dict) -> list[tuple[str, list]]:
             (
                 "Task metric",
                 [
-                    f"{task['labels']} labels scored at {where}{head}.",
+                    f"{task['labels']} labels scored at {where}{head}"
+                    + (
+                        " (a classification: the largest output is the class)."
+                        if task["task"] == "classify"
+                        else " (a regression: the output is the prediction)."
+                    )
+                    + (f" Note: {task['assumed']}." if task.get("assumed") else ""),
                     ("table", task_rows(r)),
                 ],
             )

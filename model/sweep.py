@@ -47,6 +47,9 @@ TABLE_GROUPS = {"tables": tuple(ACTIVATIONS)}
 DENSE_ONLY = ("out",)
 _LAYER_RE = re.compile(r"^(lstm|dense)[1-9][0-9]*$")
 FORMAT = 2  # of sweep.jsonl: 2 keys every change by layer
+#: the files a sweep writes into its folder (the plots: :func:`plot_sweep`)
+OUTPUT_FILES = ("sweep.jsonl", "sweep.csv", "sweep.md", "sweep.html", "sweep_axes.png",
+                "sweep_bits.png")  # fmt: skip
 
 
 class SweepError(ValueError):

@@ -34,6 +34,7 @@ import numpy as np
 from model.config import ConfigError
 from model.formats import Format
 from model.measure import SIGNALS, int_bits_needed, layer_tensors, measure, total_bits
+from model.progress import Status
 from model.sweep import SweepError, TableCache, expand_name, layer_layout, tensor_format
 
 STATS = ("max_abs", "rmse", "sqnr_db", "max_lsb")
@@ -143,7 +144,7 @@ class Point:
 class Evaluator:
     """Measures candidates (word lengths per tensor, table settings), each once."""
 
-    def __init__(self, base, x, int_bits, budgets, *, labels=None, head=None):
+    def __init__(self, base, x, int_bits, budgets, *, labels=None, head=None, status=None):
         self.base = base
         self.x = x
         self.int_bits = int_bits
@@ -153,6 +154,10 @@ class Evaluator:
         self.tables = TableCache()
         self.float_cache = {}
         self.seen: dict[str, Point] = {}
+        #: progress: the step of the search, the fewest bits within budget so far
+        self.status = status
+        self.phase = "start"
+        self.best: int | None = None
         #: the network's order of its tensors: the tuned config's sections follow it
         self.order = {t: k for k, t in enumerate(layer_tensors(base.network))}
 
@@ -190,6 +195,12 @@ class Evaluator:
         except (ConfigError, ValueError) as e:
             point = Point(dict(widths), acts, None, str(e))
         self.seen[key] = point
+        if point.ok(self.budgets):
+            bits = sum(widths.values())
+            self.best = bits if self.best is None else min(self.best, bits)
+        if self.status is not None:
+            best = f"{self.best} bits" if self.best is not None else "none yet"
+            self.status.update(f"{self.phase}; best within budget so far: {best}")
         return point
 
     @property
@@ -240,25 +251,24 @@ def tune(
     headroom: int = 0,
     keep_int_bits: bool = False,
     shrink_tables: bool = True,
+    tune_input: bool = False,
     say=print,
+    progress: bool = True,
+    stream=None,
 ) -> TuneResult:
-    """The config with the fewest total bits (sum of word lengths) within ``budgets``."""
+    """The config with the fewest total bits (sum of word lengths) within ``budgets``.
+
+    The input format (``lstm1.x``) is the hardware's input port: it is kept unless
+    ``tune_input``. With ``progress``, a status line on ``stream`` (stderr) counts the
+    candidates measured and shows the best so far and the time taken.
+    """
     if not budgets:
         raise TuneError("give at least one --budget, for example --budget h_max_abs=0.01")
     x = np.asarray(x, dtype=np.float64)
     net = base.network
     fmt_of = layer_tensors(net)
     used = list(fmt_of)
-    if tensors:
-        named = []
-        for t in tensors:
-            try:
-                named += expand_name(t, layer_layout(net, False), False, f"--tensors {t}")
-            except SweepError as e:
-                raise TuneError(str(e).replace("--vary ", "")) from None
-        tensors = list(dict.fromkeys(named))
-    else:
-        tensors = used
+    tensors = tuned_tensors(net, tensors, tune_input=tune_input)
     bad = [t for t in tensors if t not in used]
     if bad:
         raise TuneError(f"cannot tune {', '.join(bad)}: the tensors in use are {', '.join(used)}")
@@ -274,7 +284,15 @@ def tune(
         need = int_bits_needed(g["min"], g["max"], signed=f.signed)
         keep = keep_int_bits or t not in tensors or need is None
         int_bits[t] = f.int_bits if keep else need + headroom
-    ev = Evaluator(base, x, int_bits, budgets, labels=labels, head=head)
+    status = Status(what="candidates measured", stream=stream) if progress else None
+    ev = Evaluator(base, x, int_bits, budgets, labels=labels, head=head, status=status)
+    _say = say
+
+    def say(text: str) -> None:
+        if status is not None:
+            status.clear()
+        _say(text)
+
     lowest = {t: max(min_width, int_bits[t] + 1) for t in tensors}
     fixed_w = {t: fmt_of[t].width for t in used if t not in tensors}
 
@@ -287,16 +305,38 @@ def tune(
     # 2. a start within the budget: the config's precision (fractional bits) on new ranges
     start = {t: min(max_width, max(lowest[t], fmt_of[t].frac + int_bits[t])) for t in tensors}
     p_start = check(start)
-    while not p_start.ok(budgets):
-        if all(w >= max_width for w in start.values()):
-            raise TuneError(unreachable(p_start, budgets, max_width))
-        start = {t: min(max_width, w + 2) for t, w in start.items()}
-        p_start = check(start)
+    if not p_start.ok(budgets):
+        # before climbing towards them: can the widest words meet the budget at all?
+        ev.phase = "the widest formats"
+        top, p_top, why = max_width, None, None
+        while top >= min(start.values()):
+            p_top = check({t: max(w, top) for t, w in start.items()})
+            if p_top.metrics is not None:
+                break
+            why = why or p_top.error  # too wide to build (a table): try narrower
+            top -= 2
+        if p_top is None or p_top.metrics is None:
+            raise TuneError(
+                f"no config with the tuned tensors between their start and {max_width} bits "
+                f"can be built: {why or p_start.error}"
+            )
+        if not p_top.ok(budgets):
+            if status is not None:
+                status.clear()
+            cfg = ev.config(widths_of({t: max(w, top) for t, w in start.items()}), {})
+            m = measure(cfg, x, labels=labels, head=head, float_cache=ev.float_cache)
+            tables_rmse = m["errors"]["pwl"]["y"]["rmse"]  # how much the tables alone cause
+            raise TuneError(unreachable(p_top, budgets, top, tables_rmse, wider=why))
+        ev.phase = "a start within budget"
+        while not p_start.ok(budgets):
+            start = {t: min(max(w, top), w + 2) for t, w in start.items()}
+            p_start = check(start)
 
     def bits_of(w: dict[str, int]) -> int:
         return sum(widths_of(w).values())
 
     say(f"start: {bits_of(start)} bits within budget ({values_text(p_start, budgets)})")
+    ev.phase = "sensitivity"
 
     # 3. sensitivity: the noise gain of each tensor
     p0 = power(p_start)
@@ -345,6 +385,7 @@ def tune(
         w = allocate(math.exp(log_tau))
         return w if w is not None and check(w).ok(budgets) else None
 
+    ev.phase = "allocation"
     rung = math.log(4.0)
     ok_at, bad_at, model_w = None, None, None
     log_tau = math.log(max(p0, 1e-300)) - rung
@@ -370,6 +411,7 @@ def tune(
 
     # 5. polish from several starts: the model's allocation, one width for all, and the
     # one-at-a-time cut (which alone is what a person would script); keep the cheapest
+    ev.phase = "polish"
     uni = uniform_baseline(tensors, lowest, start, max_width, check, budgets)
     gw = greedy_baseline(start, check, budgets, lowest, tensors)
     starts = {"model": model_w, "one width": uni and uni["widths"], "one at a time": gw}
@@ -382,12 +424,15 @@ def tune(
     best_w = min(polished.values(), key=lambda w: (sum(w.values()), power(check(w))))
 
     acts = {}
+    ev.phase = "tables"
     if shrink_tables:
         acts = shrink(
             base, widths_of(best_w), check_full=lambda a: check(best_w, a), budgets=budgets
         )
     final = check(best_w, acts)
     bits = bits_of(best_w)
+    if status is not None:
+        status.clear()
     say(f"tuned: {bits} bits after {ev.count} runs")
     if uni:
         uni["bits"] = bits_of(uni["widths"])
@@ -404,6 +449,31 @@ def tune(
         evaluations=ev.count,
         gains=gains,
     )
+
+
+def tuned_tensors(net, names=None, *, tune_input: bool = False) -> list[str]:
+    """The ``<layer>.<tensor>`` keys that ``names`` (``--tensors``: default every tensor)
+    give to tune. The input format (``lstm1.x``) is the hardware's input port: a group
+    (``all``) leaves it out, and naming it alone needs ``tune_input``."""
+    used = list(layer_tensors(net))
+    x_key = f"{net.layer_names[0]}.x"
+    if not names:
+        return [t for t in used if t != x_key or tune_input]
+    named = []
+    for t in names:
+        try:
+            keys = expand_name(t, layer_layout(net, False), False, f"--tensors {t}")
+        except SweepError as e:
+            raise TuneError(str(e).replace("--vary ", "")) from None
+        if x_key in keys and not tune_input:
+            if t in ("x", x_key):  # asked for by name: say how to allow it
+                raise TuneError(
+                    f"--tensors {t}: {x_key} is the format of the hardware's input port; "
+                    f"add --tune-input to tune it too"
+                )
+            keys = [k for k in keys if k != x_key]
+        named += keys
+    return list(dict.fromkeys(named))
 
 
 def frac(t: str, width: int, int_bits: dict[str, int]) -> int:
@@ -509,16 +579,34 @@ def values_text(p: Point, budgets) -> str:
     return ", ".join(f"{b.name} {b.value(p.metrics):.4g}" for b in budgets)
 
 
-def unreachable(p: Point, budgets, max_width: int) -> str:
-    if p.metrics is None:
-        return f"no config within the budget could be built: {p.error}"
-    pwl = p.metrics["errors"]
+def unreachable(
+    p: Point, budgets, width: int, tables_rmse: float | None = None, wider: str | None = None
+) -> str:
+    """Why the search stops before it starts: the budget fails at the widest formats
+    (``width`` bits; ``wider``: why wider ones could not be built)."""
+    missed = [b for b in budgets if not b.ok(p.metrics)]
+    best = "; ".join(
+        f"best {b.name} reachable: {b.value(p.metrics):.4g} at {width} bits "
+        f"(asked: {'at least' if b.floor else 'at most'} {b.limit:g})"
+        for b in missed
+    )
+    if wider:
+        best += f" (wider words cannot be built: {wider})"
+    rmse = p.metrics["errors"]["fixed"]["y"]["rmse"]
+    fix = "allow wider words with --max-width, or loosen the budget"
+    if tables_rmse is not None and tables_rmse**2 > 0.5 * rmse**2:
+        fix = (
+            f"the activation tables alone cause most of it (output RMSE {tables_rmse:.3g} of "
+            f"{rmse:.3g}): lower [activations] max_error_lsb, or loosen the budget"
+        )
+    elif tables_rmse is not None:
+        fix = (
+            f"the activation tables alone cause little of it (output RMSE {tables_rmse:.3g} of "
+            f"{rmse:.3g}): " + fix
+        )
     return (
-        f"the budget {', '.join(map(str, budgets))} is not met even with the tuned tensors at "
-        f"{max_width} bits "
-        f"({values_text(p, budgets)}, output RMSE {pwl['fixed']['y']['rmse']:.3g}); the activation "
-        f"tables may be the floor: lower [activations] max_error_lsb, or allow wider words "
-        f"with --max-width"
+        f"the budget is not met even with the tuned tensors at {width} bits: {best}. "
+        f"{fix[0].upper()}{fix[1:]}"
     )
 
 

@@ -3,6 +3,9 @@ costs no more bits than one width for all or the one-tensor-at-a-time search."""
 
 from __future__ import annotations
 
+import io
+import re
+
 import numpy as np
 import pytest
 from small_network import float_network, write_config
@@ -10,10 +13,11 @@ from small_network import load as load_network
 from test_report import make_config
 
 import lstmfx
+from lstmfx.report_cli import tune_summary
 from model.config import load_config
 from model.measure import measure, total_bits
 from model.sweep import tensor_format
-from model.tune import Budget, TuneError, parse_budget, tune, tuned_toml
+from model.tune import Budget, TuneError, parse_budget, tune, tuned_tensors, tuned_toml
 
 #: a config at the SPEC's typical 16-bit formats, to tune down from
 WIDE = {
@@ -81,10 +85,16 @@ def problem(tmp_path_factory):
     return cfg, x
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_the_tuned_config_meets_its_budget_with_fewer_bits(problem, tmp_path):
     cfg, x = problem
     budgets = [parse_budget("h_max_abs=0.03")]
-    res = tune(cfg, x, budgets, say=lambda s: None)
+    screen = Terminal()
+    res = tune(cfg, x, budgets, say=lambda s: None, stream=screen)
     path = tmp_path / "tuned.toml"
     path.write_text(tuned_toml(res, cfg, budgets, path))
     tuned = load_config(path)  # measured afresh, from the file a user gets
@@ -97,13 +107,25 @@ def test_the_tuned_config_meets_its_budget_with_fewer_bits(problem, tmp_path):
     assert res.bits < res.greedy["bits"]
     # integer bits came from the data's ranges: h is in (-1, 1)
     assert tensor_format(tuned, "lstm1.h").int_bits == 1
+    # the input format is the hardware's input port: kept unless asked (--tune-input)
+    assert tensor_format(tuned, "lstm1.x") == cfg.formats["x"]
     # no single bit can be taken away without breaking the budget (a local minimum)
     for t, w in res.widths.items():
         f = tensor_format(tuned, t)
-        if w - 1 <= f.int_bits:
+        if w - 1 <= f.int_bits or t == "lstm1.x":
             continue
         fewer = tuned.replace(formats={t: str(f).replace(f"<{w},", f"<{w - 1},")})
         assert measure(fewer, x, pwl=False)["errors"]["fixed"]["y"]["max_abs"] > 0.03, t
+    # the progress line: candidates measured, the best so far, the time taken
+    shown = [line for line in screen.getvalue().split("\r") if line.strip()][-1]
+    assert f"{res.evaluations} candidates measured" in shown
+    assert "elapsed" in shown and f"best within budget so far: {res.bits} bits" in shown
+    # tables in words, not as a dict of settings
+    assert res.acts, "the budget leaves room to shrink a table"
+    lines = [line for line in tune_summary(res, cfg) if " table: " in line]
+    assert len(lines) == len(res.acts)
+    for line in lines:
+        assert "{" not in line and "segments over [" in line and "was " in line, line
 
 
 def test_a_task_budget_needs_labels_and_an_unreachable_one_says_why(problem):
@@ -112,6 +134,40 @@ def test_a_task_budget_needs_labels_and_an_unreachable_one_says_why(problem):
         tune(cfg, x, [parse_budget("metric_drop=0.01")], say=lambda s: None)
     with pytest.raises(TuneError, match="not met even with the tuned tensors at 10 bits"):
         tune(cfg, x, [parse_budget("h_max_abs=1e-6")], max_width=10, say=lambda s: None)
+
+
+def test_an_unreachable_budget_stops_at_once_and_says_what_is_reachable(problem, monkeypatch):
+    """The widest formats are measured before the search climbs towards them: a budget they
+    miss stops the run after a few measurements, with the best value they reach."""
+    import model.tune as tune_mod
+
+    cfg, x = problem
+    calls = []
+    real = tune_mod.measure
+    monkeypatch.setattr(tune_mod, "measure", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.raises(TuneError) as e:
+        tune(cfg, x, [parse_budget("h_max_abs=1e-9")], say=lambda s: None, progress=False)
+    msg = str(e.value)
+    assert re.search(
+        r"best h_max_abs reachable: [0-9.e-]+ at \d+ bits \(asked: at most 1e-09\)", msg
+    )
+    assert "the activation tables alone cause" in msg and "\n" not in msg
+    # the data's ranges, the config's precision, the widest formats, the tables' share
+    assert len(calls) <= 4
+
+
+def test_the_input_format_is_tuned_only_when_asked(problem):
+    cfg, x = problem
+    budgets = [parse_budget("h_rmse=0.05")]
+    for name in ("x", "lstm1.x"):
+        with pytest.raises(TuneError, match="--tune-input"):
+            tune(cfg, x, budgets, tensors=[name, "h"], say=lambda s: None, progress=False)
+    net = cfg.network
+    assert "lstm1.x" not in tuned_tensors(net) and "lstm1.x" not in tuned_tensors(net, ["all"])
+    assert "lstm1.x" in tuned_tensors(net, tune_input=True)
+    quiet = dict(say=lambda s: None, progress=False, shrink_tables=False, max_width=16)
+    res = tune(cfg, x, budgets, tensors=["x"], tune_input=True, keep_int_bits=True, **quiet)
+    assert tensor_format(res.config, "lstm1.x").width < cfg.formats["x"].width
 
 
 def test_tune_command(problem, tmp_path, capsys):
@@ -196,3 +252,44 @@ def test_sweep_and_tune_commands_on_a_pytorch_network(tmp_path, capsys):
     tuned = out.read_text()
     assert "[lstm2.formats]\ncell = " in tuned and "[dense1.formats]\nw = " in tuned
     assert "[lstm1.formats]" not in tuned  # nothing of lstm1 was tuned
+
+
+def test_tune_output_is_checked_first_and_never_lost(problem, tmp_path, capsys, monkeypatch):
+    """-o is checked before the search; an existing file needs --force; a write that fails
+    at the end prints the tuned config, and a good one leaves no temporary file."""
+    import lstmfx.report_cli as cli
+
+    cfg, x = problem
+    np.save(tmp_path / "x.npy", x)
+    data = [str(cfg.source), "--data", str(tmp_path / "x.npy"), "--budget", "h_rmse=0.05"]
+    quick = ["--tensors", "h", "--keep-tables"]
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "old.toml").write_text("# mine\n")
+    (tmp_path / "adir").mkdir()
+    for out, msg in [
+        ("afile/t.toml", "is a file, not a folder"),
+        ("old.toml", "exists; choose another name, or add --force"),
+        ("adir", "is a folder"),
+    ]:
+        capsys.readouterr()
+        assert lstmfx.main(["tune", *data, "-o", str(tmp_path / out)]) == 2, out
+        cap = capsys.readouterr()
+        assert msg in cap.err and len(cap.err.strip().splitlines()) == 1, cap.err
+        assert "start:" not in cap.out  # refused before any measurement
+    assert (tmp_path / "old.toml").read_text() == "# mine\n"
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "write_atomically", refuse)
+    out = tmp_path / "new.toml"
+    assert lstmfx.main(["tune", *data, *quick, "-o", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert "# Tuned by `lstmfx tune`" in cap.out and "[formats]" in cap.out
+    assert f"{str(out)!r}: no permission" in cap.err and "printed above" in cap.err
+    assert len(cap.err.strip().splitlines()) == 1 and not out.exists()
+
+    monkeypatch.undo()
+    assert lstmfx.main(["tune", *data, *quick, "-o", str(tmp_path / "old.toml"), "--force"]) == 0
+    assert (tmp_path / "old.toml").read_text().startswith("# Tuned by `lstmfx tune`")
+    assert not list(tmp_path.glob(".*.tmp"))
