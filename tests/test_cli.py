@@ -213,3 +213,71 @@ def test_formats_without_q_and_o_are_named_once(tmp_path, config, capsys):
     assert lstmfx.main(["manifest", str(config), "-o", str(tmp_path / "m.json")]) == 0
     err = capsys.readouterr().err
     assert err.count("TRN") == 1 and "[formats] w, [formats] r" in err and "WRAP" in err
+
+
+@pytest.mark.parametrize(
+    "command, extra",
+    [
+        ("report", ["--data", "nope.npy"]),
+        ("sweep", ["--data", "nope.npy", "--vary", "w=6..8"]),
+        ("generate", []),
+        ("demo", None),
+    ],
+)
+def test_output_folders_are_checked_before_any_work(tmp_path, config, capsys, command, extra):
+    """A folder under a file, a file where a folder is wanted, a folder where a file is
+    wanted, no permission: one line, exit 2, and before the data or config is read (the
+    data here does not exist: that error would come first if the output were checked late)."""
+    (tmp_path / "afile").write_text("")
+    args = [command] if extra is None else [command, str(config), *extra]
+    if command != "demo":
+        args = [a if a != "nope.npy" else str(tmp_path / a) for a in args]
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "report.html").mkdir()  # a folder where report writes a file
+    (tmp_path / "busy" / "sweep.csv").mkdir()
+    (tmp_path / "busy" / "cli.v").mkdir()
+    (tmp_path / "busy" / "infer.npz").mkdir()
+    cases = [
+        (tmp_path / "afile" / "out", "which is a file, not a folder"),
+        (tmp_path / "afile", "is a file, not a folder"),
+        (tmp_path / "busy", "folder"),
+    ]
+    for out, msg in cases:
+        capsys.readouterr()
+        assert lstmfx.main([*args, "-o", str(out)]) == 2, out
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"lstmfx {command}: error: ") and "nope.npy" not in err
+
+
+def test_no_permission_is_one_line(tmp_path, config, capsys, monkeypatch):
+    """Root may write anywhere, so the refusal of the folder is simulated; an OSError from
+    deeper in a command (permission, a folder where a file should be) is one line too."""
+    import os
+
+    import lstmfx.report_cli as cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == locked else real(p, m))
+    args = ["report", str(config), "--data", str(tmp_path / "x.npy")]
+    assert lstmfx.main([*args, "-o", str(locked / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"no permission to write in {str(locked)!r}" in err and len(err.splitlines()) == 1
+    monkeypatch.undo()
+    for error in (
+        PermissionError(13, "Permission denied", str(tmp_path / "r.json")),
+        IsADirectoryError(21, "Is a directory", str(tmp_path / "r.json")),
+        NotADirectoryError(20, "Not a directory", str(tmp_path / "r.json")),
+        FileExistsError(17, "File exists", str(tmp_path / "r.json")),
+    ):
+
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "cmd_report", fail)
+        assert lstmfx.main([*args, "-o", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lstmfx report: error: ") and str(tmp_path / "r.json") in err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err

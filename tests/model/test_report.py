@@ -31,7 +31,7 @@ from model.measure import (
 from model.network import run_fixed, run_float
 from model.pwl import FUNCTIONS
 from model.qmodel import ACTIVATIONS, TENSORS
-from model.report import json_safe, write_report
+from model.report import findings, json_safe, range_rows, range_texts, render_markdown, write_report
 from model.sweep import tensor_format
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -460,7 +460,7 @@ def test_demo_on_a_network(tmp_path, monkeypatch):
     assert run_demo(ex, tmp_path / "out", no_sim=True, say=said.append) == 0
     text = "\n".join(said)
     assert "lstm1 2→3, lstm2 3→3, dense1 3→2 relu, dense2 2→1 linear" in text
-    assert "forecast float64" in text
+    assert "predicted by float64" in text and "forecast" not in text  # not every regression
     with np.load(tmp_path / "out" / "infer.npz") as out:
         assert out["y"].shape == (6, 5, 1) and out["pred"].shape == (6, 1)
     md = (tmp_path / "out" / "report" / "report.md").read_text()
@@ -505,3 +505,73 @@ def test_a_report_over_wide_table_inputs_samples_its_plots(tmp_path):
     paths = write_report(r, cfg.tables, tmp_path / "out")
     assert (tmp_path / "out" / "tables.png").stat().st_size > 1000
     assert "| lstm1.sigmoid (sigmoid) |" in paths["md"].read_text()
+
+
+def test_format_ranges_never_read_as_a_contradiction():
+    """A range [-8, 7.996] is not shown as [-8, 8] beside an observed 7.99 (which would read
+    as an overflow): a bound is shown nearer to itself than to any other code, an observed
+    value on its side of each bound."""
+    lsb = 2.0**-8
+    assert range_texts(-8, 8 - lsb, lsb, -3.21, 7.99) == ["-8", "7.996", "-3.21", "7.99"]
+    assert range_texts(-8, 8 - 2.0**-12, 2.0**-12) == ["-8", "7.9998"]
+    # just beyond the bound reads as beyond it; within it, not
+    fmin, fmax, lo, hi = map(float, range_texts(0, 1 - 2.0**-10, 2.0**-10, 0.0, 0.9993))
+    assert hi > fmax and fmax < 1
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        i, f = int(rng.integers(-2, 10)), int(rng.integers(1, 20))
+        lsb = 2.0**-f
+        top = 2.0 ** (i - 1) - lsb
+        v = float(rng.uniform(-1.2, 1.2) * 2.0 ** (i - 1))
+        fmin, fmax, shown, _ = map(float, range_texts(-(2.0 ** (i - 1)), top, lsb, v, 0.0))
+        assert fmax < 2.0 ** (i - 1) and abs(fmax - top) < lsb / 2
+        assert (shown > fmax) == (v > top) or shown == fmax
+        assert (shown < fmin) == (v < fmin) or shown == fmin
+
+
+def test_the_range_table_shows_the_largest_value_of_a_format(small):
+    _, _, r = small
+    head, rows = range_rows(r)
+    col = head.index("format range")
+    for t, row in zip(r["ranges"], rows):
+        g = r["ranges"][t]
+        lo, hi = (float(v) for v in row[col].split(" … "))
+        assert abs(hi - g["format_max"]) < g["lsb"] / 2 and abs(lo - g["format_min"]) < g["lsb"] / 2
+
+
+def test_class_labels_outside_the_classes_are_an_error(tmp_path):
+    cfg = load_config(make_config(tmp_path, formats={}))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4, 2))
+    head = Head(rng.normal(size=(3, 3)), np.zeros(3), "classify", source=str(tmp_path / "h.npz"))
+    labels = np.array([0, 1, 2, 7, 1, -1])  # -1: not scored
+    with pytest.raises(
+        ValueError, match=r"class label 7 is outside the 3 classes of the head h.npz"
+    ):
+        measure(cfg, x, labels=labels, head=head)
+    with pytest.raises(ValueError, match="not a whole number"):
+        measure(cfg, x, labels=np.array([0, 1, 2, 0.5, 1, 1]), head=head)
+    # without a head the classes are the network's outputs (h: 3 values)
+    with pytest.raises(ValueError, match=r"class label 3 is outside the 3 classes"):
+        measure(cfg, x, labels=np.array([0, 1, 2, 3, 1, 1]))
+    r = measure(cfg, x, labels=np.array([0, 1, 2, 2, 1, -1]), head=head)
+    assert r["task"]["labels"] == 5
+
+
+def test_a_head_without_task_says_which_it_assumed(tmp_path, capsys):
+    cfg = make_config(tmp_path)
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "x.npy", rng.normal(size=(5, 4, 2)))
+    np.save(tmp_path / "y.npy", rng.normal(size=5))
+    np.savez(tmp_path / "head.npz", w=rng.normal(size=(1, 3)), b=np.zeros(1))
+    args = ["report", str(cfg), "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "out")]
+    assert lstmfx.main([*args, "--labels", str(tmp_path / "y.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "head.npz has no task: assumed 'regress', as the labels are not integers" in out
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "assumed 'regress'" in md and "a regression" in md
+    # a regression is not called a forecast: it may be any prediction
+    r = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not any("forecast" in line for line in findings(r))
+    assert "forecast" not in render_markdown(r)
+    assert any(line.startswith("Task RMSE (regression):") for line in findings(r))

@@ -151,7 +151,7 @@ def test_an_unreachable_budget_stops_at_once_and_says_what_is_reachable(problem,
     assert re.search(
         r"best h_max_abs reachable: [0-9.e-]+ at \d+ bits \(asked: at most 1e-09\)", msg
     )
-    assert "the activation tables alone cause" in msg and "\n" not in msg
+    assert "activation tables alone cause" in msg and "\n" not in msg
     # the data's ranges, the config's precision, the widest formats, the tables' share
     assert len(calls) <= 4
 
