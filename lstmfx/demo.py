@@ -131,7 +131,11 @@ def run_demo(
         say(f"   - {line}")
     if r["task"]:
         t = r["task"]
-        say(f"   task: {metric_text(t, 'float')} float64, {metric_text(t, 'fixed')} fixed point")
+        name = "accuracy" if t["task"] == "classify" else "RMSE (regression)"
+        say(
+            f"   task {name}: {metric_text(t, 'float')} float64, {metric_text(t, 'fixed')} "
+            f"fixed point"
+        )
     written.append(("quantization report (open in a browser)", paths["html"]))
     written.append(("the same as Markdown and JSON", paths["md"]))
 
