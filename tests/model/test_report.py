@@ -531,11 +531,16 @@ def test_format_ranges_never_read_as_a_contradiction():
 
 def test_the_range_table_shows_the_largest_value_of_a_format(small):
     _, _, r = small
-    head, rows = range_rows(r)
-    col = head.index("format range")
-    for t, row in zip(r["ranges"], rows):
+    # a cell of fixed<12,4>: -8 … 7.996, the data up to 7.99 (within the format)
+    lsb = 2.0**-8
+    g = {**r["ranges"]["lstm1.cell"], "format": "fixed<12,4,RND,SAT>", "lsb": lsb}
+    g.update(format_min=-8.0, format_max=8 - lsb, min=-3.2, max=7.99)
+    head, rows = range_rows({**r, "ranges": {"lstm1.cell": g}})
+    row = dict(zip(head, rows[0]))
+    assert row["format range"] == "-8 … 7.996" and row["observed (float)"] == "-3.2 … 7.99"
+    for t, row in zip(r["ranges"], range_rows(r)[1]):
         g = r["ranges"][t]
-        lo, hi = (float(v) for v in row[col].split(" … "))
+        lo, hi = (float(v) for v in row[head.index("format range")].split(" … "))
         assert abs(hi - g["format_max"]) < g["lsb"] / 2 and abs(lo - g["format_min"]) < g["lsb"] / 2
 
 
