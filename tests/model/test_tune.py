@@ -277,6 +277,9 @@ def test_tune_output_is_checked_first_and_never_lost(problem, tmp_path, capsys, 
         assert msg in cap.err and len(cap.err.strip().splitlines()) == 1, cap.err
         assert "start:" not in cap.out  # refused before any measurement
     assert (tmp_path / "old.toml").read_text() == "# mine\n"
+    report = ["--report", str(tmp_path / "afile" / "r")]  # written after the search: checked first
+    assert lstmfx.main(["tune", *data, "-o", str(tmp_path / "t.toml"), *report]) == 2
+    assert "--report folder" in capsys.readouterr().err
 
     def refuse(path, text):
         raise PermissionError(13, "Permission denied", str(path))
