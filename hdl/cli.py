@@ -138,7 +138,8 @@ def run_synth(args: argparse.Namespace) -> int:
                 obj["steps_per_s"] = round(res.fmax_mhz * 1e6 / cycles, 1)
                 print(format_result(res, cycles_per_step=cycles))
         except SynthError as e:
-            print(f"lstmfx synth: error: {e}", file=sys.stderr)
+            where = f"log: {e.log}" if args.out_dir else "-o DIR keeps the logs"
+            print(f"lstmfx synth: error: {e} ({where})", file=sys.stderr)
             return 1
     obj["design"] = net.name
     if args.json:

@@ -46,27 +46,34 @@ DEVICES = {
     )
 }  # fmt: skip
 
-#: ``--estimate`` targets: the Yosys script line, and which cell types count as what
+#: ``--estimate`` targets: the Yosys script line, and the cell type prefixes that count as
+#: LUTs, flip-flops, DSPs, block RAMs (7-series; Cyclone V, whose ALM flow maps block RAM
+#: with initial contents, which ``synth_intel``'s M9K mapping cannot)
 ESTIMATES = {
     "xilinx": {
         "synth": "synth_xilinx -family xc7 -flatten -top {top}",
-        "lut": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
-        "ff": ("FDRE", "FDSE", "FDCE", "FDPE"),
-        "dsp": ("DSP48E1",),
-        "bram": ("RAMB18E1", "RAMB36E1"),
+        "lut": ("LUT",),
+        "ff": ("FD",),
+        "dsp": ("DSP48",),
+        "bram": ("RAMB",),
     },
     "intel": {
-        "synth": "synth_intel -family cycloneive -top {top}",
-        "lut": ("fiftyfivenm_lcell_comb", "cycloneive_lcell_comb", "cyclone10lp_lcell_comb"),
-        "ff": ("dffeas",),
-        "dsp": ("cycloneive_mac_mult", "fiftyfivenm_mac_mult", "cyclone10lp_mac_mult"),
-        "bram": ("cycloneive_ram_block", "fiftyfivenm_ram_block", "cyclone10lp_ram_block"),
+        "synth": "synth_intel_alm -family cyclonev -top {top}",
+        "lut": ("MISTRAL_ALUT", "MISTRAL_NOT"),
+        "ff": ("MISTRAL_FF",),
+        "dsp": ("MISTRAL_MUL",),
+        "bram": ("MISTRAL_M10K",),
     },
 }
 
 
 class SynthError(RuntimeError):
-    """A flow that failed or ran out of time; the message is one line for a terminal."""
+    """A flow that failed or ran out of time; the message is one line for a terminal and
+    ``log`` the tool's log file (None when there is none)."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log
 
 
 @dataclass
@@ -125,10 +132,10 @@ class Spinner:
             self.stream.write(line[:110].ljust(110))
             self.stream.flush()
 
-    def stop(self, tool: str, elapsed: float) -> None:
+    def stop(self, tool: str, elapsed: float, how: str = "done") -> None:
         if self.tty:
             self.stream.write("\r" + " " * 110 + "\r")
-        self.stream.write(f"{tool}: done in {elapsed:.0f} s\n")
+        self.stream.write(f"{tool}: {how} after {elapsed:.0f} s\n")
         self.stream.flush()
 
 
@@ -177,16 +184,17 @@ def run_tool(tool: str, args, *, cwd, deadline: float | None, log: Path, spinner
             if deadline is not None and time.monotonic() > deadline and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-                spinner.stop(tool, elapsed)
+                spinner.stop(tool, elapsed, "killed")
                 raise SynthError(
                     f"{tool} killed after {elapsed:.0f} s: the time limit ran out "
-                    f"(raise --timeout, or try a smaller design); log: {log}"
+                    f"(raise --timeout, or try a smaller design)",
+                    log,
                 )
     rc = proc.wait()
     elapsed = time.monotonic() - start
-    spinner.stop(tool, elapsed)
+    spinner.stop(tool, elapsed, "failed" if rc else "done")
     if rc:
-        raise SynthError(f"{tool} failed (exit {rc}): {_first_error(log)}; its log: {log}")
+        raise SynthError(f"{tool} failed (exit {rc}): {_first_error(log)}", log)
     return elapsed
 
 
@@ -400,8 +408,8 @@ def estimate_verilog(
     )
     cells = cell_counts(json.loads(stat_json.read_text()), top)
 
-    def count(names):
-        return sum(v for k, v in cells.items() if k in names)
+    def count(prefixes):
+        return sum(v for k, v in cells.items() if k.startswith(prefixes))
 
     return {
         "vendor": vendor,
