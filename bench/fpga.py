@@ -82,10 +82,10 @@ def generate_with(tree: Path | None, cfg: Path, out: Path) -> tuple[Path, dict]:
         net = load_config(cfg).network
         v_path, m_path = generate(net, out)
     else:
-        cmd = [sys.executable, "lstmfx.py", "generate", str(cfg), "-o", str(out)]
+        cmd = [sys.executable, "-m", "lstmfx", "generate", str(cfg), "-o", str(out)]
         proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
         if proc.returncode:
-            raise SynthError(f"generate failed: {proc.stderr.strip().splitlines()[-1:]}")
+            raise SynthError(f"generate failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         (m_path,) = out.glob("*.manifest.json")
         v_path = m_path.with_name(m_path.name.removesuffix(".manifest.json") + ".v")
     return v_path, json.loads(m_path.read_text())
