@@ -29,8 +29,8 @@ class Device:
     pnr_args: tuple[str, ...]
     #: user I/O pins of the package; a design with more port bits is placed out of context
     pins: int
-    dsp_bel: str
-    bram_bel: str
+    dsp_bel: str  # nextpnr's bel type of the DSP block (MULT18X18D; SB_MAC16 is ICESTORM_DSP)
+    bram_bel: str  # and of the block RAM (DP16KD; SB_RAM40_4K is ICESTORM_RAM)
 
 
 DEVICES = {
@@ -39,10 +39,10 @@ DEVICES = {
         Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), 197, "MULT18X18D", "DP16KD"),
         Device("ecp5-45k", "ecp5", ("--45k", "--package", "CABGA381"), 203, "MULT18X18D", "DP16KD"),
         Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), 205, "MULT18X18D", "DP16KD"),
-        Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), 39, "SB_MAC16",
-               "SB_RAM40_4K"),
-        Device("ice40-hx8k", "ice40", ("--hx8k", "--package", "ct256"), 206, "SB_MAC16",
-               "SB_RAM40_4K"),
+        Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), 39, "ICESTORM_DSP",
+               "ICESTORM_RAM"),
+        Device("ice40-hx8k", "ice40", ("--hx8k", "--package", "ct256"), 206, "ICESTORM_DSP",
+               "ICESTORM_RAM"),
     )
 }  # fmt: skip
 

@@ -128,7 +128,7 @@ def test_parse_canned_report(flow):
     assert "DP16KD" not in r.utilization  # only what is used
     assert fmax({"fmax": {}}) == 0.0
     # iCE40 logic cells hold a LUT and a flip-flop: those come from Yosys' cell counts
-    rep["utilization"] = {"SB_MAC16": {"used": 3, "available": 8}}
+    rep["utilization"] = {"ICESTORM_DSP": {"used": 3, "available": 8}}
     cells = {"SB_LUT4": 40, "SB_DFFE": 5, "SB_DFFSR": 6, "SB_CARRY": 9}
     r = parse_report(rep, cells, DEVICES["ice40-up5k"], 48)
     assert (r.lut, r.ff, r.dsp, r.bram, r.met) == (40, 11, 3, 0, True)
@@ -148,3 +148,14 @@ def test_timeout_kills_the_tool(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "time limit" in err[-1] and "yosys killed" in err[-1]
+
+
+def test_intel_estimate_is_labelled_and_counts_cells(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    js = tmp_path / "estimate.json"
+    assert lstmfx.main(["synth", str(cfg), "--estimate", "intel", "--json", str(js)]) == 0
+    assert capsys.readouterr().out.startswith("ESTIMATE (synth_intel_alm")
+    est = json.loads(js.read_text())
+    assert est["estimate"] is True and est["vendor"] == "intel"
+    assert est["lut"] > 0 and est["ff"] > 0 and est["dsp"] >= LANES
+    assert "fmax_mhz" not in est  # no place and route, so no timing
