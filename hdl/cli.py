@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    """Register ``generate`` on an argparse subparsers object (see lstmfx.py)."""
+    """Register ``generate`` and ``synth`` on an argparse subparsers object (see lstmfx.py)."""
     p = sub.add_parser(
         "generate",
         help="write the synthesizable Verilog of a config and its manifest",
@@ -102,16 +102,16 @@ def run_synth(args: argparse.Namespace) -> int:
     from hdl.generate import generate
     from hdl.synth import (
         SynthError,
-        _device,
         estimate_verilog,
         format_estimate,
         format_result,
+        get_device,
         synth_verilog,
     )
     from model.config import load_config
 
     if args.estimate is None:
-        _device(args.device)  # an unknown device fails before generating anything
+        get_device(args.device)  # an unknown device fails before generating anything
     if args.timeout is not None and args.timeout <= 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     net = load_config(args.config).network

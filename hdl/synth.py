@@ -112,16 +112,19 @@ _RUNNERS = {
 
 
 class Spinner:
-    """An elapsed-time line on stderr while a tool runs: redrawn on a terminal, a line at
-    the start and end otherwise (logs stay short)."""
+    """An elapsed-time line on stderr while a tool runs, with the tool's last output line:
+    redrawn in place on a terminal; in a log, one line every ``every`` seconds."""
 
     FRAMES = "|/-\\"
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, *, every: float = 30.0):
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every
+        self.next = every
 
     def start(self, tool: str) -> None:
+        self.next = self.every
         if not self.tty:
             self.stream.write(f"{tool}: running\n")
             self.stream.flush()
@@ -130,6 +133,10 @@ class Spinner:
         if self.tty:
             line = f"\r{self.FRAMES[n % 4]} {tool} {elapsed:5.0f} s  {last}"
             self.stream.write(line[:110].ljust(110))
+            self.stream.flush()
+        elif elapsed >= self.next:
+            self.next += self.every
+            self.stream.write(f"{tool}: {elapsed:.0f} s, {last[:80]}\n")
             self.stream.flush()
 
     def stop(self, tool: str, elapsed: float, how: str = "done") -> None:
@@ -171,7 +178,7 @@ def run_tool(tool: str, args, *, cwd, deadline: float | None, log: Path, spinner
             while line:  # drain what has come
                 out.write(line)
                 if line.strip():
-                    last = line.strip().removeprefix("Info:").strip()
+                    last = line.strip().removeprefix("Info:").strip().replace("\t", " ")
                 try:
                     line = lines.get_nowait()
                 except queue.Empty:
@@ -285,7 +292,7 @@ def _rel(path: Path, cwd: Path) -> str:
     return os.path.relpath(path, cwd)
 
 
-def _device(name: str) -> Device:
+def get_device(name: str) -> Device:
     if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; known: {', '.join(DEVICES)}")
     return DEVICES[name]
@@ -310,7 +317,7 @@ def synth_verilog(
     package has pins is placed out of context on ECP5 (no I/O buffers; ``out_of_context``
     in the result); iCE40 has no such mode and refuses it.
     """
-    dev = _device(device)
+    dev = get_device(device)
     if not freq > 0:
         raise ValueError(f"--freq must be a positive number of MHz, not {freq!r}")
     v_path = Path(verilog_path).resolve()
@@ -332,7 +339,7 @@ def synth_verilog(
     seconds = {}
     seconds["yosys"] = run_tool(
         "yosys",
-        ["-q", "-s", _rel(script, v_path.parent)],
+        ["-v", "3", "-s", _rel(script, v_path.parent)],
         cwd=v_path.parent,
         deadline=deadline,
         log=work / f"{stem}.yosys.log",
@@ -400,7 +407,7 @@ def estimate_verilog(
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     run_tool(
         "yosys",
-        ["-q", "-s", _rel(script, v_path.parent)],
+        ["-v", "3", "-s", _rel(script, v_path.parent)],
         cwd=v_path.parent,
         deadline=deadline,
         log=work / f"{top}_{vendor}.yosys.log",
