@@ -112,6 +112,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.estimate is None:
         get_device(args.device)  # an unknown device fails before generating anything
+    if not args.freq > 0:
+        raise ValueError(f"--freq must be a positive number of MHz, not {args.freq:g}")
     if args.timeout is not None and args.timeout <= 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     net = load_config(args.config).network
@@ -138,8 +140,10 @@ def run_synth(args: argparse.Namespace) -> int:
                 obj["steps_per_s"] = round(res.fmax_mhz * 1e6 / cycles, 1)
                 print(format_result(res, cycles_per_step=cycles))
         except SynthError as e:
-            where = f"log: {e.log}" if args.out_dir else "-o DIR keeps the logs"
-            print(f"lstmfx synth: error: {e} ({where})", file=sys.stderr)
+            where = ""
+            if e.log is not None:
+                where = f" (log: {e.log})" if args.out_dir else " (-o DIR keeps the logs)"
+            print(f"lstmfx synth: error: {e}{where}", file=sys.stderr)
             return 1
     obj["design"] = net.name
     if args.json:
