@@ -31,14 +31,14 @@ module {module} #(
   parameter WIDTH = 1,
   parameter DEPTH = 2,
   parameter ABITS = 1,
-  parameter INIT_FILE = "rom.hex"
+  parameter INIT_FILE = ""
 ) (
   input wire clk,
   input wire [ABITS-1:0] addr,
   output reg [WIDTH-1:0] data
 );
   reg [WIDTH-1:0] mem [0:DEPTH-1];
-  initial $readmemh(INIT_FILE, mem);
+  initial if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
   always @(posedge clk) data <= mem[addr];
 endmodule
 """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hdl_models import make_network, random_inputs
 
-from hdl.generate import LINT_WAIVERS, design_files, generate, lint_flags
+from hdl.generate import LINT_WAIVERS, design_files, generate, lint_flags, run_yosys
 from model.network import run_fixed
 
 #: a design small enough for Icarus, with two LSTM layers (one with peepholes) and a head
@@ -119,7 +119,7 @@ def test_hex_files_beside_the_verilog(tmp_path):
     for name in files:
         assert f'.INIT_FILE("{name}")' in text
         assert re.fullmatch(r"mid_[a-z0-9_]+\.hex", name)
-    assert "initial $readmemh(INIT_FILE, mem);" in text
+    assert "$readmemh(INIT_FILE, mem);" in text
     assert not re.search(r"\[\d+\] = \d+'h", text), "a ROM word is still an initial line"
     # dense1 takes 3 lanes (the most that divide its 3 rows, up to 4): lane 0 owns row 0
     layer = net.layers[1]
@@ -189,3 +189,13 @@ def test_generation_grows_with_the_weights(tmp_path):
     assert n16 == 16 * n4
     assert v16 < 4 * v4  # the state and the probes grow with H, the weights do not show
     assert x16 == 16 * x4  # 4 hex digits a word, one word a line
+
+
+def test_yosys_finds_the_hex_files_beside_the_verilog(tmp_path):
+    """Yosys run from another folder reads design/<file>.hex through the .v's folder (a
+    missing $readmemh file is an error in Yosys)."""
+    net = small_network()
+    generate(net, tmp_path / "design")
+    script = "read_verilog design/rom_net.v\nhierarchy -top rom_net\nproc\nflatten\nmemory -nomap\n"
+    log = run_yosys(script, cwd=tmp_path)
+    assert "Can not open" not in log
