@@ -305,14 +305,22 @@ def generate(net: QuantizedNetwork, out_dir, *, readmem_dir=None) -> tuple[Path,
     out.mkdir(parents=True, exist_ok=True)
     v_path = out / f"{net.name}.v"
     m_path = out / f"{net.name}.manifest.json"
-    for stale in out.glob(f"{net.name}_*.hex"):  # a bigger design's tables would linger
-        if stale.name not in roms:
-            stale.unlink()
+    for stale in _previous_roms(m_path) - set(roms):  # another build's tables would linger
+        (out / stale).unlink(missing_ok=True)
     for fname, words in roms.items():
         (out / fname).write_text(words)
     v_path.write_text(text)
     m_path.write_text(man)
     return v_path, m_path
+
+
+def _previous_roms(m_path: Path) -> set[str]:
+    """The ROM files an earlier manifest at ``m_path`` lists (plain names only)."""
+    try:
+        files = json.loads(m_path.read_text())["hardware"]["rom_files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {f for f in files if isinstance(f, str) and f == Path(f).name}
 
 
 _INIT_FILE = re.compile(r'\.INIT_FILE\("([^"]*)"\)')

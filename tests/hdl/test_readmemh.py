@@ -199,3 +199,15 @@ def test_yosys_finds_the_hex_files_beside_the_verilog(tmp_path):
     script = "read_verilog design/rom_net.v\nhierarchy -top rom_net\nproc\nflatten\nmemory -nomap\n"
     log = run_yosys(script, cwd=tmp_path)
     assert "Can not open" not in log
+
+
+def test_regenerating_removes_only_its_own_old_files(tmp_path):
+    """A design generated again with other lanes drops the ROM files it no longer has and
+    leaves other files alone, even ones that look like its own."""
+    generate(small_network(lanes=4), tmp_path)
+    four = set(p.name for p in tmp_path.glob("*.hex"))
+    (tmp_path / "rom_net_keep_me.hex").write_text("00\n")
+    _, m_path = generate(small_network(lanes=1), tmp_path)
+    one = set(json.loads(m_path.read_text())["hardware"]["rom_files"])
+    assert one != four
+    assert set(p.name for p in tmp_path.glob("*.hex")) == one | {"rom_net_keep_me.hex"}
