@@ -1,4 +1,4 @@
-"""From a quantized network to one Verilog file and its manifest; Yosys statistics of it."""
+"""A quantized network to one Verilog file, its ROM (.hex) files and its manifest; Yosys counts."""
 
 from __future__ import annotations
 
