@@ -166,7 +166,7 @@ def test_plain_module_names_and_header(tmp_path):
     modules = re.findall(r"^module (\S+?)\s*[(#]", text, re.M)
     assert "rom_net" in modules and "rom_net_lstm2_lane0" in modules
     assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m) for m in modules), modules
-    assert not re.search(r"^\s*\\rom_net", text, re.M), "an escaped module name is left"
+    assert "\\" not in text, "an escaped identifier is left"
     head = text[: text.index("\nmodule ")]
     hw = json.loads(m_path.read_text())["hardware"]
     for needle in ("s_axis_tdata[47:0]", "m_axis_tdata[31:0]", "[k*W +: W]",
