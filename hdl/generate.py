@@ -270,7 +270,7 @@ def header(core: NetworkCore, rom_files) -> str:
     beats = (
         "one output beat per input beat (output = sequence); tlast copied"
         if net.output == "sequence"
-        else "one output beat per sequence, h_T after the beat with tlast (output = last)"
+        else "one output beat per sequence, after the input beat with tlast (output = last)"
     )
     lanes = ", ".join(f"{e['name']} {e['lanes']}" for e in hw["layers"])
     lines = [
