@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    """Register ``generate`` on an argparse subparsers object (see lstmfx/__init__.py)."""
+    """Register ``generate`` and ``synth`` on an argparse subparsers object (see
+    lstmfx/__init__.py)."""
     p = sub.add_parser(
         "generate",
         help="write the synthesizable Verilog of a config and its manifest",
@@ -21,6 +22,7 @@ def add_parsers(sub) -> None:
         "--stats", action="store_true", help="print Yosys' cell counts of the generated design"
     )
     p.set_defaults(func=run)
+    add_synth_parser(sub)
 
 
 #: the name the issue asked for; lstmfx/__init__.py calls add_parsers like every package
@@ -45,6 +47,114 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {m_path}")
     if args.stats:
         print(format_stats(stats(v_path, net.name)))
+    return 0
+
+
+def add_synth_parser(sub) -> None:
+    from hdl.synth import DEVICES, ESTIMATES
+
+    p = sub.add_parser(
+        "synth",
+        help="LUTs, flip-flops, DSPs, block RAMs and Fmax of a config on a real FPGA flow",
+        description="Generate the Verilog, then run Yosys and nextpnr (both from PyPI) and "
+        "report LUTs, flip-flops, DSP blocks, block RAMs, the achieved Fmax and the critical "
+        "path. With --estimate, Yosys' synth_xilinx or synth_intel cell counts instead "
+        "(an estimate: no place and route).",
+    )
+    p.add_argument("config", type=Path, help="the config .toml")
+    p.add_argument(
+        "--device",
+        default="ecp5-85k",
+        metavar="NAME",
+        help=f"one of {', '.join(DEVICES)} (default ecp5-85k)",
+    )
+    p.add_argument(
+        "--freq",
+        type=float,
+        default=150.0,
+        metavar="MHZ",
+        help="target clock for nextpnr (default 150)",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop the tools after this long (default: no limit)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed (default 1)")
+    p.add_argument(
+        "--estimate",
+        choices=tuple(ESTIMATES),
+        metavar="VENDOR",
+        help=f"one of {', '.join(ESTIMATES)}: Yosys cell counts only, no P&R",
+    )
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        dest="out_dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the Verilog, netlist, report and logs here (default: a temp dir)",
+    )
+    p.set_defaults(func=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from hdl.generate import generate
+    from hdl.synth import (
+        SynthError,
+        estimate_verilog,
+        format_estimate,
+        format_result,
+        get_device,
+        synth_verilog,
+    )
+    from model.config import load_config
+
+    if args.estimate is None:
+        get_device(args.device)  # an unknown device fails before generating anything
+    if not args.freq > 0:
+        raise ValueError(f"--freq must be a positive number of MHz, not {args.freq:g}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    net = load_config(args.config).network
+    with tempfile.TemporaryDirectory(prefix="lstmfx-synth-") as tmp:
+        out = args.out_dir or Path(tmp)
+        v_path, m_path = generate(net, out)
+        cycles = json.loads(m_path.read_text())["hardware"]["cycles_per_step"]
+        try:
+            if args.estimate:
+                obj = estimate_verilog(v_path, net.name, args.estimate, timeout=args.timeout)
+                obj["cycles_per_step"] = cycles
+                print(format_estimate(obj))
+            else:
+                res = synth_verilog(
+                    v_path,
+                    net.name,
+                    device=args.device,
+                    freq=args.freq,
+                    timeout=args.timeout,
+                    seed=args.seed,
+                )
+                obj = res.to_json()
+                obj["cycles_per_step"] = cycles
+                obj["steps_per_s"] = round(res.fmax_mhz * 1e6 / cycles, 1)
+                print(format_result(res, cycles_per_step=cycles))
+        except SynthError as e:
+            where = ""
+            if e.log is not None:
+                where = f" (log: {e.log})" if args.out_dir else " (-o DIR keeps the logs)"
+            print(f"lstmfx synth: error: {e}{where}", file=sys.stderr)
+            return 1
+    obj["design"] = net.name
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(obj, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -7,7 +7,21 @@ O rule. Every narrowing in ``hdl/`` goes through it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Mux, Shape, Signal, signed, unsigned
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from amaranth.hdl import (
+    Array,
+    Cat,
+    ClockSignal,
+    Const,
+    Instance,
+    Mux,
+    Shape,
+    Signal,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 
@@ -134,16 +148,73 @@ def pick(values, index):
     return Array(values)[index]
 
 
+class RomExport:
+    """The ROMs built while :func:`rom_instances` is active, for the Verilog export.
+
+    Each entry of :attr:`roms` is ``(instance, width, words)``: the ``Instance`` of
+    :attr:`module` that stands for the ROM and the codes it must hold. hdl/generate.py
+    names each instance's ``INIT_FILE`` after its place in the hierarchy and writes the
+    words as a ``$readmemh`` file.
+    """
+
+    def __init__(self, module: str):
+        self.module = module
+        self.roms: list[tuple[Instance, int, list[int]]] = []
+
+
+_EXPORT: ContextVar[RomExport | None] = ContextVar("lstmfx_rom_export", default=None)
+
+
+@contextmanager
+def rom_instances(module: str):
+    """While active, every :class:`Rom` of more than one word elaborates to an ``Instance``
+    of the Verilog module ``module`` (parameters ``WIDTH``, ``DEPTH``, ``ABITS``,
+    ``INIT_FILE``; ports ``clk``, ``addr``, ``data``) instead of an Amaranth memory with
+    its contents. Yields the :class:`RomExport` that records them.
+
+    Why: Amaranth turns every bit of a memory's ``init`` into a netlist constant and Yosys
+    writes every word as one ``initial`` line; at I=128, H=256 that is most of the
+    generation time and 400k lines that vendor tools parse for minutes. Outside this
+    context (Amaranth's simulator) ROMs keep their contents in the netlist.
+    """
+    export = RomExport(module)
+    token = _EXPORT.set(export)
+    try:
+        yield export
+    finally:
+        _EXPORT.reset(token)
+
+
 class Rom:
     """A constant table read synchronously: ``data`` holds ``init[addr]`` one cycle after
-    ``addr``. One word needs no memory (and no zero-width address): ``data`` is a constant."""
+    ``addr``. One word needs no memory (and no zero-width address): ``data`` is a constant.
+    Inside :func:`rom_instances` the table is an ``Instance`` whose words the Verilog
+    export writes to a ``$readmemh`` file."""
 
     def __init__(self, m, name: str, shape, init):
         init = [int(v) for v in init]
+        shape = Shape.cast(shape)
         if len(init) == 1:
             self.addr = Signal(1, name=f"{name}_addr")
             self.data = Const(init[0], shape)
             return
-        m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
-        port = mem.read_port()
-        self.addr, self.data = port.addr, port.data
+        export = _EXPORT.get()
+        if export is None:
+            m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
+            port = mem.read_port()
+            self.addr, self.data = port.addr, port.data
+            return
+        self.addr = Signal(bits_for(len(init) - 1), name=f"{name}_addr")
+        self.data = Signal(shape, name=f"{name}_data")
+        inst = Instance(
+            export.module,
+            p_WIDTH=shape.width,
+            p_DEPTH=len(init),
+            p_ABITS=len(self.addr),
+            p_INIT_FILE="",
+            i_clk=ClockSignal(),
+            i_addr=self.addr,
+            o_data=self.data,
+        )
+        m.submodules[name] = inst
+        export.roms.append((inst, shape.width, init))

@@ -21,7 +21,9 @@ from model.qmodel import QuantizedNetwork
 #: keys of the network's ``hardware`` dict that a config may set
 HARDWARE_KEYS = ("lanes", "lane_budget", "layers")
 #: keys generate() writes into the manifest's ``hardware``; reading one back must not fail
-DERIVED_KEYS = ("cycles_per_step", "latency", "chaining_cycles", "interface", "clock", "reset")
+DERIVED_KEYS = (
+    "cycles_per_step", "latency", "chaining_cycles", "interface", "clock", "reset", "rom_files",
+)  # fmt: skip
 #: extra cycles per step that chaining the layers costs: none (each layer's output
 #: register feeds the next layer's holding register directly; see NetworkCore)
 CHAIN_CYCLES_PER_STEP = 0

@@ -43,6 +43,9 @@ end
 endmodule
 """
 STAMP = "lstmfx-build.json"
+#: the $readmemh files a generated design reads (hdl/generate.py: its ROM instances'
+#: INIT_FILE, relative to the .v's folder); a simulator opens them from its working directory
+READMEM = re.compile(r'\.INIT_FILE\("([^"/]*)"\)')
 
 
 class SimulatorError(RuntimeError):
@@ -179,7 +182,8 @@ def build(
     version = setup(sim)
     verilog_path = Path(verilog_path)
     text = verilog_path.read_text()
-    key = build_key(text, sim, waves, version)
+    roms = {n: (verilog_path.parent / n).read_text() for n in sorted(set(READMEM.findall(text)))}
+    key = build_key(text + "".join(f"\0{n}\0{w}" for n, w in roms.items()), sim, waves, version)
     root = Path(build_root) if build_root is not None else default_build_root()
     name = f"{case or toplevel}-{sim}" + ("-waves" if waves else "")
     directory = (root / name).resolve()
@@ -192,6 +196,8 @@ def build(
     directory.mkdir(parents=True)
     source = directory / f"{toplevel}.v"
     source.write_text(text)
+    for name, words in roms.items():  # run_test copies them into the run's directory
+        (directory / name).write_text(words)
     sources, args = [source], list(BUILD_ARGS[sim])
     if waves and sim == "icarus":
         dump = directory / "lstmfx_dump.v"
@@ -259,6 +265,8 @@ def run_test(
     test_dir = Path(test_dir).resolve()
     test_dir.mkdir(parents=True, exist_ok=True)
     results = test_dir / "results.xml"
+    for rom in b.directory.glob("*.hex"):  # $readmemh reads from the working directory
+        shutil.copyfile(rom, test_dir / rom.name)
     extra = {
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
         "GPI_LOG_LEVEL": os.environ.get("GPI_LOG_LEVEL", "WARNING"),
