@@ -1,8 +1,8 @@
-"""Trains the built-in example: a one-year-ahead forecaster of the yearly sunspot number.
+"""Trains a one-year-ahead forecaster of the yearly sunspot number with one LSTM layer.
 
 Data: ``sunspots.csv`` (yearly means 1700-2008; see SOURCE.md). An ``nn.LSTM`` (I=1, H=8)
 reads a window of 32 years, one year per step, and a linear head on ``h_t`` forecasts the
-next year (a one-LSTM-layer network). It is trained on the years up to 1929 and tested on every year from 1930 to
+next year. It is trained on the years up to 1929 and tested on every year from 1930 to
 2008, each forecast from the 32 years before it.
 
 Writes, beside this file:
