@@ -434,7 +434,9 @@ def test_onnx_example_sunspots_matches_onnxruntime():
     x = x[..., None] if x.ndim == 2 else x
     sess = ort.InferenceSession(str(here / "sunspots.onnx"), providers=["CPUExecutionProvider"])
     (want,) = sess.run(None, {sess.get_inputs()[0].name: x})
-    np.testing.assert_allclose(run_float(net, x)[..., 0], want, rtol=0, atol=ATOL)
+    # forecasts in sunspots (up to ~160): onnxruntime's float32 error scales with them
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(run_float(net, x)[..., 0], want, rtol=0, atol=ATOL * scale)
 
 
 def test_onnx_lstm_names_where_the_network_starts():
