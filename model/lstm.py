@@ -187,9 +187,48 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     """
     x = _check_batch(x_codes, qm.input_size, int)
     x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
-    n, t_len, _ = x.shape
     h_size = qm.hidden_size
     plan = _Plan(qm)
+    h_out, overflow, tr = _launch(plan, x, last, trace, False)
+    traced = None
+    if trace:
+        traced, col = {}, 0
+        for k, m in TRACE.items():
+            traced[k] = np.ascontiguousarray(tr[:, :, col : col + m * h_size])
+            col += m * h_size
+    return FixedResult(h_out if not last else h_out[:, 0], overflow, traced)
+
+
+def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5) -> dict:
+    """Where :func:`lstm_fixed` spends its time on ``x_codes``: the best of ``repeats`` runs
+    of the whole kernel (``total``) and of its GEMMs alone (``gemm``, the same calls on the
+    same threads with the rest of each step skipped), the difference (``elementwise``:
+    everything else, quantization points, tables, copies) in seconds, and the GEMM's dtype
+    (``kind``)."""
+    import time
+
+    x = _check_batch(x_codes, qm.input_size, int)
+    x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
+    plan = _Plan(qm)
+    best = {}
+    for name, gemm_only in (("total", False), ("gemm", True)):
+        _launch(plan, x, False, False, gemm_only)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _launch(plan, x, False, False, gemm_only)
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    best["elementwise"] = max(0.0, best["total"] - best["gemm"])
+    best["kind"] = str(plan.weights.dtype)
+    return best
+
+
+def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool):
+    """Run the kernel over the batch ``x`` (checked codes) on the thread pool: (h codes
+    [N, T or 1, H], overflow counts, the trace array)."""
+    n, t_len, _ = x.shape
+    h_size = plan.weights.shape[1] // 4
     seq = not last
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
     k_len, h4 = plan.weights.shape
@@ -224,6 +263,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
             plan.lut_lo,
             plan.lut_hi,
             plan.tables,
+            gemm_only,
         )
 
     if min(threads, len(tasks)) > 1:
@@ -235,13 +275,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
         for k in range(len(tasks)):
             work(k)
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
-    traced = None
-    if trace:
-        traced, col = {}, 0
-        for k, m in TRACE.items():
-            traced[k] = np.ascontiguousarray(tr[:, :, col : col + m * h_size])
-            col += m * h_size
-    return FixedResult(h_out if seq else h_out[:, 0], overflow, traced)
+    return h_out, overflow, tr
 
 
 def _preact_gemm(qm: LstmLayer) -> tuple[list[SumTerm], int, int]:
@@ -280,7 +314,7 @@ class _Plan:
                 (qm.b << (gemm_frac - b.frac))[None],
             ]
         )
-        self.weights = np.ascontiguousarray(weights.astype(_gemm_kind(qm)))
+        self.weights = _aligned(weights.astype(_gemm_kind(qm)))
         self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
         pre_frac, _ = exact_sum(qm.sums()["preact"])
         cell_frac, _ = exact_sum(qm.sums()["cell"])
@@ -308,6 +342,21 @@ class _Plan:
         self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
         self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
+
+
+def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``arr`` that starts on an ``align``-byte boundary.
+
+    OpenBLAS runs GEMMs of a few rows without packing ``B`` (its small-matrix kernels), and
+    reads the weights straight from memory: from a cache-line boundary the per-step GEMM
+    takes about 13 ms for bench/model_throughput.py's batch, from an 8- or 16-byte one (what
+    numpy's allocator gives) about 18.
+    """
+    raw = np.empty(arr.nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    out = raw[start : start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
 
 
 #: per Q mode of SPEC §1, the bias added before a right shift by s > 0 bits, for a source
@@ -523,6 +572,7 @@ def _run(
     lut_lo,
     lut_hi,
     tables,
+    gemm_only,
 ):
     """Sequences ``begin:end`` of the batch, ``chunk`` at a time, through every step.
 
@@ -533,6 +583,9 @@ def _run(
     the next GEMM's input; overflows are added into ``counts``; the trace, when ``tr`` is
     not empty, goes to ``tr[:, t]``. The helpers are inlined: a call that takes an array
     counts references to it, and two threads counting on the same LUT slow each other.
+
+    ``gemm_only`` skips everything but the GEMMs (``h`` stays
+    0): the time of the GEMMs alone, for :func:`profile_fixed`; its results mean nothing.
     """
     t_len, i_size = x.shape[1], x.shape[2]
     k_len, h4 = weights.shape
@@ -562,6 +615,8 @@ def _run(
             for r0 in range(0, m, gemm_rows):
                 r1 = min(m, r0 + gemm_rows)
                 _gemm_into(buf[r0:r1], weights, acc[r0:r1])
+            if gemm_only:
+                continue
             if peep:  # i and f see c_{t-1}; o waits for c_t
                 for r in range(m):
                     for j in range(h4):
