@@ -178,6 +178,28 @@ def _check_batch(x, input_size: int, kind) -> np.ndarray:
     return arr
 
 
+def _input_codes(qm: LstmLayer, x_codes) -> np.ndarray:
+    """``x_codes`` as C-contiguous int64 codes of the layer's ``x`` format, or a ValueError
+    naming the first bad one. One pass over int64 input already in range (a layer's input is
+    often the layer below's output): no copy, and no temporary arrays."""
+    x = _check_batch(x_codes, qm.input_size, int)
+    fmt = qm.formats["x"]
+    if x.dtype == np.int64 and x.flags.c_contiguous:
+        lo, hi = _code_range(x.reshape(-1))
+        if fmt.code_min <= lo and hi <= fmt.code_max:
+            return x
+    return np.ascontiguousarray(fmt.check_codes(x, what="input codes"))
+
+
+@njit(cache=True, nogil=True)
+def _code_range(a):
+    lo, hi = a[0], a[0]
+    for v in a:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
 def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
     """One bit-accurate LSTM layer of SPEC §2 on input codes [N, T, I] (int).
 
@@ -185,8 +207,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     number of values that overflowed at each quantization point, and with ``trace`` the
     codes at every quantization point per step (see :data:`TRACE`).
     """
-    x = _check_batch(x_codes, qm.input_size, int)
-    x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
+    x = _input_codes(qm, x_codes)
     h_size = qm.hidden_size
     plan = _Plan(qm)
     h_out, overflow, tr = _launch(plan, x, last, trace, False)
@@ -207,8 +228,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5) -> dict:
     (``kind``)."""
     import time
 
-    x = _check_batch(x_codes, qm.input_size, int)
-    x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
+    x = _input_codes(qm, x_codes)
     plan = _Plan(qm)
     best = {}
     for name, gemm_only in (("total", False), ("gemm", True)):
@@ -220,7 +240,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5) -> dict:
             times.append(time.perf_counter() - t0)
         best[name] = min(times)
     best["elementwise"] = max(0.0, best["total"] - best["gemm"])
-    best["kind"] = str(plan.weights.dtype)
+    best["kind"] = str(plan.w_x.dtype)
     return best
 
 
@@ -228,11 +248,11 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
     """Run the kernel over the batch ``x`` (checked codes) on the thread pool: (h codes
     [N, T or 1, H], overflow counts, the trace array)."""
     n, t_len, _ = x.shape
-    h_size = plan.weights.shape[1] // 4
+    h_size = plan.w_x.shape[1] // 4
     seq = not last
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
-    k_len, h4 = plan.weights.shape
-    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * h4)))
+    k_len = max(plan.w_x.shape[0], plan.w_h.shape[0])
+    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * 4 * h_size)))
     if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
         gemm_rows &= ~7
     chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
@@ -252,7 +272,8 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
             tasks[k][1],
             chunk,
             gemm_rows,
-            plan.weights,
+            plan.w_x,
+            plan.w_h,
             plan.p,
             plan.shifts,
             plan.roundings,
@@ -300,21 +321,26 @@ def _gemm_kind(qm: LstmLayer) -> str:
 
 
 class _Plan:
-    """How to run one model: the fused GEMM's weights, and the kernel's integer constants."""
+    """How to run one model: the GEMMs' weights, and the kernel's integer constants."""
 
     def __init__(self, qm: LstmLayer):
         f = qm.formats
         terms, gemm_frac, _ = _preact_gemm(qm)
-        # rows of [W^T; R^T; b] pre-shifted to gemm_frac: exact in this dtype (see _gemm_kind)
+        # rows of [W^T; b; R^T], pre-shifted to gemm_frac: every partial sum is exact in this
+        # dtype (see _gemm_kind). One GEMM on [x_t | 1 | h_{t-1}] per step where 8 rows of it
+        # fit in GEMM_MAX_MACS; else two, [x_t | 1] by [W^T; b] and h_{t-1} by R^T (``w_h``),
+        # each small enough for blocks of 8 rows, whose sum is exact too
         wx, rh, b = terms
-        weights = np.concatenate(
-            [
-                qm.w.T << (gemm_frac - wx.frac),
-                qm.r.T << (gemm_frac - rh.frac),
-                (qm.b << (gemm_frac - b.frac))[None],
-            ]
-        )
-        self.weights = _aligned(weights.astype(_gemm_kind(qm)))
+        kind = _gemm_kind(qm)
+        w_x = [qm.w.T << (gemm_frac - wx.frac), (qm.b << (gemm_frac - b.frac))[None]]
+        r_t = qm.r.T << (gemm_frac - rh.frac)
+        k_len = qm.input_size + 1 + qm.hidden_size
+        self.joint = 8 * k_len * 4 * qm.hidden_size <= GEMM_MAX_MACS
+        if self.joint:
+            w_x.append(r_t)
+            r_t = np.zeros((0, 4 * qm.hidden_size), dtype=np.int64)
+        self.w_x = _aligned(np.concatenate(w_x).astype(kind))
+        self.w_h = _aligned(r_t.astype(kind))
         self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
         pre_frac, _ = exact_sum(qm.sums()["preact"])
         cell_frac, _ = exact_sum(qm.sums()["cell"])
@@ -561,7 +587,8 @@ def _run(
     end,
     chunk,
     gemm_rows,
-    weights,
+    w_x,
+    w_h,
     p,
     shifts,
     rounds,
@@ -576,7 +603,8 @@ def _run(
 ):
     """Sequences ``begin:end`` of the batch, ``chunk`` at a time, through every step.
 
-    Per step, a GEMM on ``[x_t | h_{t-1} | 1]`` (``gemm_rows`` at a time) gives
+    Per step, one GEMM on ``[x_t | 1 | h_{t-1}]``, or two on ``[x_t | 1]`` and ``h_{t-1}``
+    when ``w_h`` has rows (see :class:`_Plan`), ``gemm_rows`` at a time, give
     W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on, one quantization
     point at a time over the whole chunk (loops without branches on the data, which
     vectorize). ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into
@@ -588,8 +616,9 @@ def _run(
     0): the time of the GEMMs alone, for :func:`profile_fixed`; its results mean nothing.
     """
     t_len, i_size = x.shape[1], x.shape[2]
-    k_len, h4 = weights.shape
-    h = h4 // 4
+    h = h_out.shape[2]
+    h4 = 4 * h
+    joint = w_h.shape[0] == 0  # h_{t-1} goes into the one GEMM's input, after x_t and 1
     s_acc, s_p, s_fc, s_ig = shifts[0], shifts[1], shifts[2], shifts[3]
     r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
     lut_sig, lut_tanh, lut_cell = luts
@@ -599,34 +628,44 @@ def _run(
     tally = np.zeros(counts.shape[0], dtype=np.int64)
     for s0 in range(begin, end, chunk):
         m = min(chunk, end - s0)
-        buf = np.zeros((m, k_len), dtype=weights.dtype)  # [x_t | h_{t-1} | 1] per sequence
-        acc = np.empty((m, h4), dtype=weights.dtype)
+        bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})] per sequence
+        bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1} per sequence, unless joint
+        ax = np.empty((m, h4), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
+        ah = np.empty((m, h4 if w_h.shape[0] else 0), dtype=w_h.dtype)  # R h_{t-1}
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
         act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
         c = np.zeros((m, h), dtype=np.int64)
         tc = np.empty((m, h), dtype=np.int64)
         hq = np.empty((m, h), dtype=np.int64)
         for r in range(m):
-            buf[r, k_len - 1] = 1
+            bx[r, i_size] = 1
         for t in range(t_len):
             for r in range(m):
                 for col in range(i_size):
-                    buf[r, col] = x[s0 + r, t, col]
+                    bx[r, col] = x[s0 + r, t, col]
             for r0 in range(0, m, gemm_rows):
                 r1 = min(m, r0 + gemm_rows)
-                _gemm_into(buf[r0:r1], weights, acc[r0:r1])
+                _gemm_into(bx[r0:r1], w_x, ax[r0:r1])
+                if not joint:
+                    _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
             if gemm_only:
                 continue
-            if peep:  # i and f see c_{t-1}; o waits for c_t
+            if joint:
                 for r in range(m):
                     for j in range(h4):
-                        pre[r, j] = np.int64(acc[r, j]) << s_acc
+                        pre[r, j] = np.int64(ax[r, j]) << s_acc
+            else:
+                for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
+                    for j in range(h4):
+                        pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
+            if peep:  # i and f see c_{t-1}; o waits for c_t
+                for r in range(m):
                     for j in range(h):
                         pre[r, j] += (p[j] * c[r, j]) << s_p
                         pre[r, h + j] += (p[h + j] * c[r, j]) << s_p
                 tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
             else:
-                tally[0] += _round_block(acc, s_acc, pre, 0, h4, r_pre)
+                tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
             tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
             tally[2] += _table_block(
                 pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh
@@ -654,7 +693,14 @@ def _run(
             for r in range(m):
                 for j in range(h):
                     h_out[s0 + r, t_out, j] = hq[r, j]
-                    buf[r, i_size + j] = hq[r, j]
+            if joint:
+                for r in range(m):
+                    for j in range(h):
+                        bx[r, i_size + 1 + j] = hq[r, j]
+            else:
+                for r in range(m):
+                    for j in range(h):
+                        bh[r, j] = hq[r, j]
             if want:
                 for r in range(m):
                     row = tr[s0 + r, t]

@@ -331,6 +331,22 @@ def test_chunking_does_not_change_the_result(monkeypatch):
             np.testing.assert_array_equal(got.trace[name], want.trace[name])
 
 
+@pytest.mark.parametrize("seed", range(0, 60, 7))
+def test_two_gemms_per_step_match_naive(monkeypatch, seed):
+    """Where one GEMM of 8 rows on [x_t | 1 | h_{t-1}] is too big for GEMM_MAX_MACS the step
+    runs two, W x_t + b and R h_{t-1}, and adds them: the same codes."""
+    monkeypatch.setattr(lstm_module, "GEMM_MAX_MACS", 1)
+    qm, x, last = config(seed)
+    assert not _Plan(qm).joint
+    assert_matches_naive(qm, x, last=last)
+
+
+def test_one_gemm_per_step_is_the_default_for_small_layers():
+    rng = np.random.default_rng(16)
+    assert _Plan(random_model(rng, i_size=32, h_size=64, peephole=False)).joint
+    assert not _Plan(random_model(rng, i_size=100, h_size=64, peephole=False)).joint
+
+
 def test_overflow_is_counted_per_point():
     """A narrow WRAP h and SAT cell under saturating inputs: counts equal the naive model's."""
     rng = np.random.default_rng(14)
