@@ -179,25 +179,21 @@ def _check_batch(x, input_size: int, kind) -> np.ndarray:
 
 
 def _input_codes(qm: LstmLayer, x_codes) -> np.ndarray:
-    """``x_codes`` as C-contiguous int64 codes of the layer's ``x`` format, or a ValueError
-    naming the first bad one. One pass over int64 input already in range (a layer's input is
-    often the layer below's output): no copy, and no temporary arrays."""
+    """``x_codes`` as C-contiguous int64 codes: as they are when they already are (a layer's
+    input is often the layer below's output), the kernel then checks their range as it
+    reads them (see :func:`_check_range`); else converted and checked here."""
     x = _check_batch(x_codes, qm.input_size, int)
-    fmt = qm.formats["x"]
     if x.dtype == np.int64 and x.flags.c_contiguous:
-        lo, hi = _code_range(x.reshape(-1))
-        if fmt.code_min <= lo and hi <= fmt.code_max:
-            return x
-    return np.ascontiguousarray(fmt.check_codes(x, what="input codes"))
+        return x
+    return np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
 
 
-@njit(cache=True, nogil=True)
-def _code_range(a):
-    lo, hi = a[0], a[0]
-    for v in a:
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return lo, hi
+def _check_range(qm: LstmLayer, x: np.ndarray, x_range: np.ndarray) -> None:
+    """Raise naming the first input code outside the ``x`` format when the kernel saw one
+    (``x_range`` holds each task's lowest and highest input code)."""
+    fmt = qm.formats["x"]
+    if x_range[:, 0].min() < fmt.code_min or x_range[:, 1].max() > fmt.code_max:
+        fmt.check_codes(x, what="input codes")
 
 
 def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
@@ -210,7 +206,8 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     x = _input_codes(qm, x_codes)
     h_size = qm.hidden_size
     plan = _Plan(qm)
-    h_out, overflow, tr = _launch(plan, x, last, trace, False)
+    h_out, overflow, tr, x_range = _launch(plan, x, last, trace, False)
+    _check_range(qm, x, x_range)
     traced = None
     if trace:
         traced, col = {}, 0
@@ -230,6 +227,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5) -> dict:
 
     x = _input_codes(qm, x_codes)
     plan = _Plan(qm)
+    _check_range(qm, x, _launch(plan, x, False, False, True)[3])
     best = {}
     for name, gemm_only in (("total", False), ("gemm", True)):
         _launch(plan, x, False, False, gemm_only)  # warm-up
@@ -245,8 +243,9 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5) -> dict:
 
 
 def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool):
-    """Run the kernel over the batch ``x`` (checked codes) on the thread pool: (h codes
-    [N, T or 1, H], overflow counts, the trace array)."""
+    """Run the kernel over the batch ``x`` (int64 codes) on the thread pool: (h codes
+    [N, T or 1, H], overflow counts, the trace array, each task's lowest and highest input
+    code)."""
     n, t_len, _ = x.shape
     h_size = plan.w_x.shape[1] // 4
     seq = not last
@@ -264,6 +263,7 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
     size = max(chunk, -(-n // (TASKS_PER_THREAD * threads * chunk)) * chunk)
     tasks = [(s0, min(n, s0 + size)) for s0 in range(0, n, size)]
     counts = np.zeros((len(tasks), len(POINTS)), dtype=np.int64)
+    x_range = np.zeros((len(tasks), 2), dtype=np.int64)
 
     def work(k: int) -> None:
         _run(
@@ -279,6 +279,7 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
             plan.roundings,
             h_out,
             counts[k],
+            x_range[k],
             tr,
             plan.luts,
             plan.lut_lo,
@@ -296,7 +297,7 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
         for k in range(len(tasks)):
             work(k)
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
-    return h_out, overflow, tr
+    return h_out, overflow, tr, x_range
 
 
 def _preact_gemm(qm: LstmLayer) -> tuple[list[SumTerm], int, int]:
@@ -594,6 +595,7 @@ def _run(
     rounds,
     h_out,
     counts,
+    x_range,
     tr,
     luts,
     lut_lo,
@@ -608,7 +610,8 @@ def _run(
     W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on, one quantization
     point at a time over the whole chunk (loops without branches on the data, which
     vectorize). ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into
-    the next GEMM's input; overflows are added into ``counts``; the trace, when ``tr`` is
+    the next GEMM's input; overflows are added into ``counts``; the lowest and highest input
+    code go to ``x_range``; the trace, when ``tr`` is
     not empty, goes to ``tr[:, t]``. The helpers are inlined: a call that takes an array
     counts references to it, and two threads counting on the same LUT slow each other.
 
@@ -626,6 +629,7 @@ def _run(
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
     tally = np.zeros(counts.shape[0], dtype=np.int64)
+    x_lo, x_hi = x[begin, 0, 0], x[begin, 0, 0]
     for s0 in range(begin, end, chunk):
         m = min(chunk, end - s0)
         bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})] per sequence
@@ -642,7 +646,10 @@ def _run(
         for t in range(t_len):
             for r in range(m):
                 for col in range(i_size):
-                    bx[r, col] = x[s0 + r, t, col]
+                    v = x[s0 + r, t, col]
+                    x_lo = min(x_lo, v)
+                    x_hi = max(x_hi, v)
+                    bx[r, col] = v
             for r0 in range(0, m, gemm_rows):
                 r1 = min(m, r0 + gemm_rows)
                 _gemm_into(bx[r0:r1], w_x, ax[r0:r1])
@@ -713,3 +720,5 @@ def _run(
                         row[2 * h4 + 2 * h + j] = hq[r, j]
     for q in range(tally.shape[0]):
         counts[q] += tally[q]
+    x_range[0] = x_lo
+    x_range[1] = x_hi
