@@ -581,6 +581,50 @@ def _gemm_into_impl(a, b, out):
     return int_gemm
 
 
+@njit(cache=True, inline="always")
+def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo, lut_hi,
+          tables, tally, peep):  # fmt: skip
+    """SPEC §2 for a chunk from the GEMMs' sums ``ax + ah`` to ``h_t`` in ``hq``, one
+    quantization point at a time over the whole chunk (loops without branches on the data,
+    which vectorize; the table lookups do not). ``p4`` holds the peepholes as [4H]
+    (i, f, none for g, o); overflows are added into ``tally``."""
+    m, h4 = ax.shape
+    h = h4 // 4
+    r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
+    lut_sig, lut_tanh, lut_cell = luts
+    t_sig, t_tanh, t_cell = tables
+    for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
+        for j in range(h4):
+            pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
+    if peep:  # i and f see c_{t-1}; o waits for c_t
+        for r in range(m):
+            for j in range(h):
+                pre[r, j] += (p4[j] * c[r, j]) << s_p
+                pre[r, h + j] += (p4[h + j] * c[r, j]) << s_p
+        tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
+    else:
+        tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
+    tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
+    tally[2] += _table_block(pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh)
+    for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
+        for j in range(h):
+            c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
+                (act[r, j] * act[r, 2 * h + j]) << s_ig
+            )
+    tally[3] += _round_block(c, 0, c, 0, h, r_cell)
+    if peep:  # o sees c_t
+        for r in range(m):
+            for j in range(h):
+                pre[r, 3 * h + j] += (p4[3 * h + j] * c[r, j]) << s_p
+        tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
+    tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
+    tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell)
+    for r in range(m):
+        for j in range(h):
+            hq[r, j] = act[r, 3 * h + j] * tc[r, j]
+    tally[5] += _round_block(hq, 0, hq, 0, h, r_h)
+
+
 @njit(cache=True, nogil=True)
 def _run(
     x,
@@ -607,35 +651,37 @@ def _run(
 
     Per step, one GEMM on ``[x_t | 1 | h_{t-1}]``, or two on ``[x_t | 1]`` and ``h_{t-1}``
     when ``w_h`` has rows (see :class:`_Plan`), ``gemm_rows`` at a time, give
-    W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on, one quantization
-    point at a time over the whole chunk (loops without branches on the data, which
-    vectorize). ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into
-    the next GEMM's input; overflows are added into ``counts``; the lowest and highest input
-    code go to ``x_range``; the trace, when ``tr`` is
-    not empty, goes to ``tr[:, t]``. The helpers are inlined: a call that takes an array
-    counts references to it, and two threads counting on the same LUT slow each other.
+    W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on over the whole
+    chunk, :func:`_step`. ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and
+    into the next GEMM's input; overflows are added into ``counts``; the lowest and highest
+    input code go to ``x_range``; the trace, when ``tr`` is not empty, goes to
+    ``tr[:, t]``. The helpers are inlined: a call that takes an array counts references to
+    it, and two threads counting on the same LUT slow each other.
 
-    ``gemm_only`` skips everything but the GEMMs (``h`` stays
-    0): the time of the GEMMs alone, for :func:`profile_fixed`; its results mean nothing.
+    ``gemm_only`` skips everything but the GEMMs (``h`` stays 0): the time of the GEMMs
+    alone, for :func:`profile_fixed`; its results mean nothing.
     """
     t_len, i_size = x.shape[1], x.shape[2]
     h = h_out.shape[2]
     h4 = 4 * h
     joint = w_h.shape[0] == 0  # h_{t-1} goes into the one GEMM's input, after x_t and 1
     s_acc, s_p, s_fc, s_ig = shifts[0], shifts[1], shifts[2], shifts[3]
-    r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
-    lut_sig, lut_tanh, lut_cell = luts
-    t_sig, t_tanh, t_cell = tables
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
+    p4 = np.zeros(h4, dtype=np.int64)  # peepholes of i, f, (none for g), o
+    if peep:
+        for j in range(h):
+            p4[j] = p[j]
+            p4[h + j] = p[h + j]
+            p4[3 * h + j] = p[2 * h + j]
     tally = np.zeros(counts.shape[0], dtype=np.int64)
     x_lo, x_hi = x[begin, 0, 0], x[begin, 0, 0]
     for s0 in range(begin, end, chunk):
         m = min(chunk, end - s0)
-        bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})] per sequence
-        bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1} per sequence, unless joint
+        bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})]
+        bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1}, unless joint
         ax = np.empty((m, h4), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
-        ah = np.empty((m, h4 if w_h.shape[0] else 0), dtype=w_h.dtype)  # R h_{t-1}
+        ah = np.zeros((m, h4), dtype=w_h.dtype)  # R h_{t-1} (0 where joint)
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
         act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
         c = np.zeros((m, h), dtype=np.int64)
@@ -657,45 +703,8 @@ def _run(
                     _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
             if gemm_only:
                 continue
-            if joint:
-                for r in range(m):
-                    for j in range(h4):
-                        pre[r, j] = np.int64(ax[r, j]) << s_acc
-            else:
-                for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
-                    for j in range(h4):
-                        pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
-            if peep:  # i and f see c_{t-1}; o waits for c_t
-                for r in range(m):
-                    for j in range(h):
-                        pre[r, j] += (p[j] * c[r, j]) << s_p
-                        pre[r, h + j] += (p[h + j] * c[r, j]) << s_p
-                tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
-            else:
-                tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
-            tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
-            tally[2] += _table_block(
-                pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh
-            )
-            for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
-                for j in range(h):
-                    c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
-                        (act[r, j] * act[r, 2 * h + j]) << s_ig
-                    )
-            tally[3] += _round_block(c, 0, c, 0, h, r_cell)
-            if peep:  # o sees c_t
-                for r in range(m):
-                    for j in range(h):
-                        pre[r, 3 * h + j] += (p[2 * h + j] * c[r, j]) << s_p
-                tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
-            tally[1] += _table_block(
-                pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig
-            )
-            tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell)
-            for r in range(m):
-                for j in range(h):
-                    hq[r, j] = act[r, 3 * h + j] * tc[r, j]
-            tally[5] += _round_block(hq, 0, hq, 0, h, r_h)
+            _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo,
+                  lut_hi, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
                 for j in range(h):
