@@ -499,7 +499,24 @@ def _round_block(src, shift, dst, col0, col1, rp):
     held in floats) rounded by the constants ``rp`` of :func:`_rounding`; returns how many
     overflowed. ``src`` may be ``dst``."""
     n_over = 0
-    if rp[0]:
+    if rp[0] and rp[7] and not rp[8] and not rp[4] and rp[2] == rp[3]:
+        # the usual case (SAT or SAT_SYM, a bias that does not depend on the sign: RND,
+        # RND_MIN_INF, TRN): _round_fast less the operations that do nothing here
+        s, bias, lo, hi = rp[1], rp[3], rp[5], rp[6]
+        for r in range(dst.shape[0]):
+            for j in range(col0, col1):
+                q = ((np.int64(src[r, j]) << shift) + bias) >> s
+                dst[r, j] = min(max(q, lo), hi)
+                n_over += (q < lo) | (q > hi)
+    elif rp[0] and rp[7] and not rp[8] and not rp[4]:  # SAT or SAT_SYM, any Q but RND_CONV
+        s, bias_neg, bias_pos, lo, hi = rp[1], rp[2], rp[3], rp[5], rp[6]
+        for r in range(dst.shape[0]):
+            for j in range(col0, col1):
+                v = np.int64(src[r, j]) << shift
+                q = (v + (bias_neg if v < 0 else bias_pos)) >> s
+                dst[r, j] = min(max(q, lo), hi)
+                n_over += (q < lo) | (q > hi)
+    elif rp[0]:
         s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
@@ -711,8 +728,11 @@ def _run(
                     h_out[s0 + r, t_out, j] = hq[r, j]
             if joint:
                 for r in range(m):
+                    # through a view: numba cannot tell that i_size + 1 + j >= 0, and the
+                    # check for a negative index made this copy a scatter (a tenth of _run)
+                    dst = bx[r, i_size + 1 :]
                     for j in range(h):
-                        bx[r, i_size + 1 + j] = hq[r, j]
+                        dst[j] = hq[r, j]
             else:
                 for r in range(m):
                     for j in range(h):
