@@ -284,6 +284,7 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
             plan.luts,
             plan.lut_lo,
             plan.lut_hi,
+            plan.lut_flags,
             plan.tables,
             gemm_only,
         )
@@ -368,6 +369,8 @@ class _Plan:
         self.luts = tuple(lut for lut, _, _ in luts)
         self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
         self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
+        #: per LUT, whether any entry overflowed (else the kernel need not count them)
+        self.lut_flags = np.array([int(np.any(lut & 1)) for lut, _, _ in luts], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
 
 
@@ -547,12 +550,17 @@ def _round_block(src, shift, dst, col0, col1, rp):
 
 
 @njit(cache=True, inline="always")
-def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table):
+def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table, flags=1):
     """``dst[:, dst_col:+width]`` = a PWL table (SPEC §3) of ``src[:, src_col:+width]``, from
     its LUT from ``lo`` when it has one (clamped to ``hi`` unless the LUT covers the whole
-    input format, see :func:`_lut`); returns how many overflowed."""
+    input format, see :func:`_lut`); returns how many overflowed. ``flags`` 0 says that no
+    entry of the LUT has its overflow bit set (the usual table): nothing to count."""
     n_over = 0
-    if lut.shape[0] > 0 and hi == lo + lut.shape[0]:  # over the whole input format
+    if lut.shape[0] > 0 and hi == lo + lut.shape[0] and not flags:  # the usual case
+        for r in range(src.shape[0]):
+            for j in range(width):
+                dst[r, dst_col + j] = np.int64(lut[np.uint64(src[r, src_col + j] - lo)]) >> 1
+    elif lut.shape[0] > 0 and hi == lo + lut.shape[0]:  # over the whole input format
         for r in range(src.shape[0]):
             for j in range(width):
                 v = np.int64(lut[np.uint64(src[r, src_col + j] - lo)])  # unsigned: no wrap
@@ -599,12 +607,13 @@ def _gemm_into_impl(a, b, out):
 
 
 @njit(cache=True, inline="always")
-def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo, lut_hi,
-          tables, tally, peep):  # fmt: skip
+def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo,
+          lut_hi, fl, tables, tally, peep):  # fmt: skip
     """SPEC §2 for a chunk from the GEMMs' sums ``ax + ah`` to ``h_t`` in ``hq``, one
     quantization point at a time over the whole chunk (loops without branches on the data,
     which vectorize; the table lookups do not). ``p4`` holds the peepholes as [4H]
-    (i, f, none for g, o); overflows are added into ``tally``."""
+    (i, f, none for g, o); ``fl`` says which LUTs hold overflows (:attr:`_Plan.lut_flags`);
+    overflows are added into ``tally``."""
     m, h4 = ax.shape
     h = h4 // 4
     r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
@@ -621,8 +630,10 @@ def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
         tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
     else:
         tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
-    tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
-    tally[2] += _table_block(pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh)
+    tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig, fl[0])
+    tally[2] += _table_block(
+        pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh, fl[1]
+    )
     for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
         for j in range(h):
             c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
@@ -634,8 +645,8 @@ def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
             for j in range(h):
                 pre[r, 3 * h + j] += (p4[3 * h + j] * c[r, j]) << s_p
         tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
-    tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
-    tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell)
+    tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig, fl[0])
+    tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell, fl[2])
     for r in range(m):
         for j in range(h):
             hq[r, j] = act[r, 3 * h + j] * tc[r, j]
@@ -661,6 +672,7 @@ def _run(
     luts,
     lut_lo,
     lut_hi,
+    lut_flags,
     tables,
     gemm_only,
 ):
@@ -721,7 +733,7 @@ def _run(
             if gemm_only:
                 continue
             _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo,
-                  lut_hi, tables, tally, peep)  # fmt: skip
+                  lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
                 for j in range(h):
