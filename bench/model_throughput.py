@@ -7,8 +7,11 @@ one LSTM layer, and two stacked LSTM layers (``model.network.run_fixed`` against
 ONNX graph). Prints the CPU, numpy's BLAS, the thread counts, sequence-steps per second
 (N * T / seconds) for both sides and their ratio. The target is a ratio of at least 0.5.
 
-    python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64] [--repeats 7]
-                                     [--threads N] [--layers 1,2] [--profile]
+    PYTHONPATH=. python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64]
+        [--repeats 7] [--threads N] [--layers 1,2] [--profile]
+
+(``PYTHONPATH=.`` from a checkout: the script's own directory comes first on ``sys.path``,
+so without it ``model`` is whatever copy is installed.)
 
 ``--profile`` also splits the bit-accurate model's time into its GEMMs and the rest (the
 elementwise part of every step), by timing the kernel once with and once without the

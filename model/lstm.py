@@ -3,11 +3,20 @@
 Both run a batch of sequences ``[N, T, I]`` from ``h_0 = c_0 = 0``. The fixed-point model
 runs tasks of whole sequences on Python threads, each through one Numba kernel that
 releases the GIL. Per step, ``W x_t + R h_{t-1} + b`` is one exact GEMM on
-``[x_t | h_{t-1} | 1]``: BLAS in float32 or float64 when the worst case fits in 24 or 53
-bits (every partial sum is then an exact integer), else int64 loops. The rest of the step
-goes one quantization point at a time over a chunk of sequences: rounding without
-data-dependent branches (equal to :func:`model.formats.quantize`, which it falls back to
-for unusual shifts) and the PWL tables from LUTs built by :func:`model.pwl.evaluate`.
+``[x_t | 1 | h_{t-1}]`` (two, on ``[x_t | 1]`` and ``h_{t-1}``, for wide layers): BLAS in
+float32 or float64 when the worst case fits in 24 or 53 bits (every partial sum is then an
+exact integer), else int64 loops. The rest of the step goes one quantization point at a
+time over a chunk of sequences: rounding without data-dependent branches (equal to
+:func:`model.formats.quantize`, which it falls back to for unusual shifts) and the PWL
+tables from LUTs built by :func:`model.pwl.evaluate`.
+
+Where the time goes (:func:`profile_fixed`, ``bench/model_throughput.py --profile``): for
+the bench's layer (I=32, H=64, typical 16-bit formats) about half in the float64 GEMMs,
+which run at the core's float64 FMA peak, half in the rest of the step (a third of that in
+the scalar LUT loads: vector gathers are slower than loads on current x86). float32 cannot
+take the GEMM exactly, whole or split: a sum of 16-bit by 16-bit codes needs 37 bits, and
+splitting an operand so each partial sum fits 24 bits takes twice the float32 GEMMs, no
+fewer operations than one float64 GEMM.
 """
 
 from __future__ import annotations
