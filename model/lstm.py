@@ -21,6 +21,7 @@ fewer operations than one float64 GEMM.
 
 from __future__ import annotations
 
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -233,8 +234,6 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5, clock=None) -> di
     everything else, quantization points, tables, copies) in seconds, and the GEMM's dtype
     (``kind``). ``clock`` (default :func:`time.perf_counter`) may be
     :func:`time.thread_time` when the kernel runs on the calling thread (one thread)."""
-    import time
-
     clock = clock or time.perf_counter
 
     x = _input_codes(qm, x_codes)
