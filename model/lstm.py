@@ -618,29 +618,32 @@ def _gemm_into_impl(a, b, out):
 
 
 @njit(cache=True, inline="always")
-def _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo,
-          lut_hi, fl, tables, tally, peep):  # fmt: skip
-    """SPEC §2 for a chunk from the GEMMs' sums ``ax + ah`` to ``h_t`` in ``hq``, one
-    quantization point at a time over the whole chunk (loops without branches on the data,
-    which vectorize; the table lookups do not). ``p4`` holds the peepholes as [4H]
-    (i, f, none for g, o); ``fl`` says which LUTs hold overflows (:attr:`_Plan.lut_flags`);
-    overflows are added into ``tally``."""
+def _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+          lut_lo, lut_hi, fl, tables, tally, peep):  # fmt: skip
+    """SPEC §2 for a chunk from the GEMMs' sums ``ax + ah`` (``ah`` 0 where ``joint``) to
+    ``h_t`` in ``hq``, one quantization point at a time over the whole chunk (loops without
+    branches on the data, which vectorize; the table lookups do not). ``p4`` holds the
+    peepholes as [4H] (i, f, none for g, o); ``fl`` says which LUTs hold overflows
+    (:attr:`_Plan.lut_flags`); overflows are added into ``tally``."""
     m, h4 = ax.shape
     h = h4 // 4
     r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
     lut_sig, lut_tanh, lut_cell = luts
     t_sig, t_tanh, t_cell = tables
-    for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
-        for j in range(h4):
-            pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
-    if peep:  # i and f see c_{t-1}; o waits for c_t
-        for r in range(m):
-            for j in range(h):
-                pre[r, j] += (p4[j] * c[r, j]) << s_p
-                pre[r, h + j] += (p4[h + j] * c[r, j]) << s_p
-        tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
+    if joint and not peep:  # ah is 0: round the one GEMM's sums straight into pre
+        tally[0] += _round_block(ax, s_acc, pre, 0, h4, r_pre)
     else:
-        tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
+        for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
+            for j in range(h4):
+                pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
+        if peep:  # i and f see c_{t-1}; o waits for c_t
+            for r in range(m):
+                for j in range(h):
+                    pre[r, j] += (p4[j] * c[r, j]) << s_p
+                    pre[r, h + j] += (p4[h + j] * c[r, j]) << s_p
+            tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
+        else:
+            tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
     tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig, fl[0])
     tally[2] += _table_block(
         pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh, fl[1]
@@ -743,8 +746,8 @@ def _run(
                     _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
             if gemm_only:
                 continue
-            _step(ax, ah, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts, lut_lo,
-                  lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
+            _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+                  lut_lo, lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
                 for j in range(h):
