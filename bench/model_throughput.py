@@ -1,12 +1,21 @@
 """Throughput of the bit-accurate model against onnxruntime's float32 LSTM operator.
 
-Both run the same batch (N sequences of T steps, I inputs, H hidden) with the same weights
-(ours quantized to SPEC §2's typical formats, ORT's the float32 values of those codes), in one
-process: the best of several repeats each, in alternating rounds. Prints sequence-steps
-per second (N * T / seconds) for both and their ratio. The target is a ratio of at least 0.5.
+Both sides run the same batch (N sequences of T steps, I inputs, H hidden) through the same
+network (ours quantized to SPEC §2's typical formats, ORT's the float32 values of those
+codes), in one process: the best of several repeats each, in alternating rounds. Two cases:
+one LSTM layer, and two stacked LSTM layers (``model.network.run_fixed`` against a two-layer
+ONNX graph). Prints the CPU, numpy's BLAS, the thread counts, sequence-steps per second
+(N * T / seconds) for both sides and their ratio. The target is a ratio of at least 0.5.
 
-    python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64] [--repeats 7]
-                                     [--threads N]
+    PYTHONPATH=. python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64]
+        [--repeats 7] [--threads N] [--layers 1,2] [--profile]
+
+(``PYTHONPATH=.`` from a checkout: the script's own directory comes first on ``sys.path``,
+so without it ``model`` is whatever copy is installed.)
+
+``--profile`` also splits the bit-accurate model's time into its GEMMs and the rest (the
+elementwise part of every step), by timing the kernel once with and once without the
+elementwise part (see :func:`model.lstm.profile_fixed`).
 
 The machine may be shared: compare the ratio, which both sides of one run share, not the
 absolute numbers between runs.
@@ -15,6 +24,7 @@ absolute numbers between runs.
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 
 import numba
@@ -24,16 +34,19 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from model.formats import parse_format
-from model.lstm import run_fixed
+from model.lstm import lstm_fixed, profile_fixed
+from model.network import run_fixed
 from model.pwl import uniform_table
-from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, QuantizedModel
+from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, LstmLayer, QuantizedNetwork
 
 ONNX_ORDER = (0, 3, 1, 2)  # SPEC blocks i, f, g, o -> ONNX i, o, f, c
 #: largest |h| difference between the two sides that still means "the same network"
 SAME_NETWORK = 0.05
 
 
-def build_model(rng, i_size: int, h_size: int) -> QuantizedModel:
+def build_layer(rng, i_size: int, h_size: int) -> LstmLayer:
+    """A random LSTM layer in SPEC §2's typical formats (``x`` and ``h`` share one format,
+    so layers stack)."""
     fmt = {k: parse_format(v) for k, v in DEFAULT_FORMATS.items()}
     scale = 1.0 / np.sqrt(h_size)
     w = fmt["w"].from_float(rng.normal(size=(4 * h_size, i_size)) * scale)
@@ -43,34 +56,51 @@ def build_model(rng, i_size: int, h_size: int) -> QuantizedModel:
         k: uniform_table(fn, fmt[src], fmt[dst], range_log2=3, segments=64)
         for k, (src, dst, fn) in ACTIVATIONS.items()
     }
-    return QuantizedModel("bench", i_size, h_size, fmt, w, r, b, tables)
+    return LstmLayer(i_size, h_size, fmt, w, r, b, tables)
+
+
+def build_network(rng, i_size: int, h_size: int, n_layers: int) -> QuantizedNetwork:
+    layers = [build_layer(rng, i_size if k == 0 else h_size, h_size) for k in range(n_layers)]
+    return QuantizedNetwork("bench", layers)
 
 
 def onnx_session(
-    qm: QuantizedModel, t_len: int, n: int, threads: int | None = None
+    net: QuantizedNetwork, t_len: int, n: int, threads: int | None = None
 ) -> ort.InferenceSession:
-    h = qm.hidden_size
-    fmt = qm.formats
-
-    def onnx_blocks(a):
-        return np.concatenate([a[k * h : (k + 1) * h] for k in ONNX_ORDER]).astype(np.float32)
-
-    w = onnx_blocks(fmt["w"].codes_to_values(qm.w))[None]
-    r = onnx_blocks(fmt["r"].codes_to_values(qm.r))[None]
-    b = onnx_blocks(fmt["b"].codes_to_values(qm.b))
-    bias = np.concatenate([b, np.zeros_like(b)])[None]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=h)
+    """The network as an ONNX graph: LSTM nodes, each output ``Y`` [T, 1, N, H] squeezed to
+    [T, N, H] for the next one."""
     f32 = TensorProto.FLOAT
+    nodes, inits, src = [], [numpy_helper.from_array(np.array([1], np.int64), "axis1")], "X"
+    for k, qm in enumerate(net.lstm_layers):
+        h = qm.hidden_size
+        fmt = qm.formats
+
+        def onnx_blocks(a, h=h):
+            return np.concatenate([a[j * h : (j + 1) * h] for j in ONNX_ORDER]).astype(np.float32)
+
+        w = onnx_blocks(fmt["w"].codes_to_values(qm.w))[None]
+        r = onnx_blocks(fmt["r"].codes_to_values(qm.r))[None]
+        b = onnx_blocks(fmt["b"].codes_to_values(qm.b))
+        bias = np.concatenate([b, np.zeros_like(b)])[None]
+        for name, v in (("W", w), ("R", r), ("B", bias)):
+            inits.append(numpy_helper.from_array(v, f"{name}{k}"))
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                [src, f"W{k}", f"R{k}", f"B{k}"],
+                [f"Y{k}", f"Y_h{k}", f"Y_c{k}"],
+                hidden_size=h,
+            )
+        )
+        nodes.append(helper.make_node("Squeeze", [f"Y{k}", "axis1"], [f"S{k}"]))
+        src = f"S{k}"
+    h = net.output_size
     graph = helper.make_graph(
-        [node],
+        nodes,
         "lstm",
-        [helper.make_tensor_value_info("X", f32, [t_len, n, qm.input_size])],
-        [
-            helper.make_tensor_value_info("Y", f32, [t_len, 1, n, h]),
-            helper.make_tensor_value_info("Y_h", f32, [1, n, h]),
-            helper.make_tensor_value_info("Y_c", f32, [1, n, h]),
-        ],
-        initializer=[numpy_helper.from_array(v, k) for k, v in {"W": w, "R": r, "B": bias}.items()],
+        [helper.make_tensor_value_info("X", f32, [t_len, n, net.input_size])],
+        [helper.make_tensor_value_info(src, f32, [t_len, n, h])],
+        initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     onnx.checker.check_model(model)
@@ -82,8 +112,8 @@ def onnx_session(
     )
 
 
-def best_times(fns, repeats: int, rounds: int = 3) -> list[float]:
-    """Best wall time of each function over ``rounds`` rounds of ``repeats`` calls.
+def best_times(fns, repeats: int, rounds: int = 3, clock=time.perf_counter) -> list[float]:
+    """Best time (by ``clock``) of each function over ``rounds`` rounds of ``repeats`` calls.
 
     Within a round each function runs as a block, after one untimed call: thread pools
     (ORT's, numba's) keep spinning for a while after they finish, and would otherwise
@@ -95,10 +125,85 @@ def best_times(fns, repeats: int, rounds: int = 3) -> list[float]:
         for k, fn in enumerate(fns):
             fn()  # warm-up: compilation, caches, the other side's spinning threads
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                best[k] = min(best[k], time.perf_counter() - t0)
+                best[k] = min(best[k], clock() - t0)
     return best
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = threadpool_info()
+        return "; ".join(
+            f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')}, "
+            f"{lib.get('num_threads')} threads)"
+            for lib in libs
+            if lib.get("user_api") == "blas"
+        )
+    except ImportError:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '?')}"
+
+
+def run_case(args, n_layers: int) -> None:
+    rng = np.random.default_rng(0)
+    net = build_network(rng, args.i, args.h, n_layers)
+    fmt_x, fmt_h = net.in_fmt, net.out_fmt
+    x_codes = fmt_x.from_float(rng.normal(size=(args.n, args.t, args.i)))
+    x_onnx = np.ascontiguousarray(
+        fmt_x.codes_to_values(x_codes).astype(np.float32).transpose(1, 0, 2)
+    )
+    session = onnx_session(net, args.t, args.n, args.threads)
+
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    t_fixed, t_ort = best_times(
+        [lambda: run_fixed(net, x_codes), lambda: session.run(None, {"X": x_onnx})],
+        args.repeats,
+        clock=clock,
+    )
+
+    # both ran the same network: they differ by the tables' error and rounding, a few 1e-3
+    # per layer
+    h_fixed = fmt_h.codes_to_values(run_fixed(net, x_codes).y_codes)
+    h_ort = session.run(None, {"X": x_onnx})[0].transpose(1, 0, 2)
+    diff = np.abs(h_fixed - h_ort).max()
+    if diff > SAME_NETWORK:
+        raise SystemExit(
+            f"{n_layers} layer(s): the two sides disagree by {diff:.3g} > {SAME_NETWORK}: "
+            f"they did not run the same network, so the timing means nothing"
+        )
+    steps = args.n * args.t
+    print(f"{n_layers} LSTM layer(s), best of 3 x {args.repeats} ({args.clock} time)")
+    print(f"  max |h_fixed - h_ort|     {diff:.2e}")
+    print(f"  bit-accurate run_fixed    {steps / t_fixed:12,.0f} sequence-steps/s")
+    print(f"  onnxruntime float32 LSTM  {steps / t_ort:12,.0f} sequence-steps/s")
+    print(f"  ratio fixed / ort         {t_ort / t_fixed:12.2f}   (target >= 0.5)")
+    if args.profile:
+        u = x_codes
+        for k, layer in enumerate(net.lstm_layers):
+            prof = profile_fixed(layer, u, repeats=args.repeats, clock=clock)
+            total = prof["total"]
+            print(
+                f"  profile lstm{k + 1}: total {total * 1e3:7.2f} ms = GEMM "
+                f"{prof['gemm'] * 1e3:7.2f} ms ({prof['gemm'] / total:4.0%}) + elementwise "
+                f"{prof['elementwise'] * 1e3:7.2f} ms ({prof['elementwise'] / total:4.0%}); "
+                f"GEMM in {prof['kind']}"
+            )
+            u = lstm_fixed(layer, u).codes
 
 
 def main(argv=None) -> None:
@@ -108,6 +213,8 @@ def main(argv=None) -> None:
     ap.add_argument("--i", type=int, default=32)
     ap.add_argument("--h", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--layers", default="1,2", help="the cases: numbers of LSTM layers")
+    ap.add_argument("--profile", action="store_true", help="split the time: GEMM, elementwise")
     ap.add_argument(
         "--threads",
         type=int,
@@ -115,40 +222,26 @@ def main(argv=None) -> None:
         help="threads for both sides (default: each library's own, one per core); "
         "--threads 1 compares one core against one core, steadier on a busy machine",
     )
-    args = ap.parse_args(argv)
-
-    rng = np.random.default_rng(0)
-    qm = build_model(rng, args.i, args.h)
-    x_codes = qm.formats["x"].from_float(rng.normal(size=(args.n, args.t, args.i)))
-    x_onnx = np.ascontiguousarray(
-        qm.formats["x"].codes_to_values(x_codes).astype(np.float32).transpose(1, 0, 2)
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: the calling thread's CPU time, which other work on a busy machine does "
+        "not inflate; only with --threads 1, where both sides run on the calling thread",
     )
+    args = ap.parse_args(argv)
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error("--clock cpu needs --threads 1: other threads' time would not be counted")
     if args.threads:
         numba.set_num_threads(args.threads)
-    session = onnx_session(qm, args.t, args.n, args.threads)
-
-    t_fixed, t_ort = best_times(
-        [lambda: run_fixed(qm, x_codes), lambda: session.run(None, {"X": x_onnx})], args.repeats
-    )
-
-    # both ran the same network: they differ by the tables' error and rounding, a few 1e-3
-    h_fixed = qm.formats["h"].codes_to_values(run_fixed(qm, x_codes).h_codes)
-    h_ort = session.run(None, {"X": x_onnx})[0][:, 0].transpose(1, 0, 2)
-    if np.abs(h_fixed - h_ort).max() > SAME_NETWORK:
-        raise SystemExit(
-            f"the two sides disagree by {np.abs(h_fixed - h_ort).max():.3g} > {SAME_NETWORK}: "
-            f"they did not run the same network, so the timing means nothing"
-        )
-    steps = args.n * args.t
-    threads = args.threads or "default"
+    print(f"CPU {cpu_model()}, {numba.config.NUMBA_NUM_THREADS} hardware threads")
+    print(f"numpy BLAS: {blas_info()}")
     print(
-        f"batch N={args.n} T={args.t} I={args.i} H={args.h}, threads {threads}, "
-        f"best of 3 x {args.repeats}"
+        f"batch N={args.n} T={args.t} I={args.i} H={args.h}; threads: bit-accurate model "
+        f"{numba.get_num_threads()}, onnxruntime {args.threads or 'default (one per core)'}"
     )
-    print(f"  max |h_fixed - h_ort|     {np.abs(h_fixed - h_ort).max():.2e}")
-    print(f"  bit-accurate run_fixed    {steps / t_fixed:12,.0f} sequence-steps/s")
-    print(f"  onnxruntime float32 LSTM  {steps / t_ort:12,.0f} sequence-steps/s")
-    print(f"  ratio fixed / ort         {t_ort / t_fixed:12.2f}   (target >= 0.5)")
+    for n_layers in (int(v) for v in args.layers.split(",")):
+        run_case(args, n_layers)
 
 
 if __name__ == "__main__":

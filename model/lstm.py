@@ -3,15 +3,25 @@
 Both run a batch of sequences ``[N, T, I]`` from ``h_0 = c_0 = 0``. The fixed-point model
 runs tasks of whole sequences on Python threads, each through one Numba kernel that
 releases the GIL. Per step, ``W x_t + R h_{t-1} + b`` is one exact GEMM on
-``[x_t | h_{t-1} | 1]``: BLAS in float32 or float64 when the worst case fits in 24 or 53
-bits (every partial sum is then an exact integer), else int64 loops. The rest of the step
-goes one quantization point at a time over a chunk of sequences: rounding without
-data-dependent branches (equal to :func:`model.formats.quantize`, which it falls back to
-for unusual shifts) and the PWL tables from LUTs built by :func:`model.pwl.evaluate`.
+``[x_t | 1 | h_{t-1}]`` (two, on ``[x_t | 1]`` and ``h_{t-1}``, for wide layers): BLAS in
+float32 or float64 when the worst case fits in 24 or 53 bits (every partial sum is then an
+exact integer), else int64 loops. The rest of the step goes one quantization point at a
+time over a chunk of sequences: rounding without data-dependent branches (equal to
+:func:`model.formats.quantize`, which it falls back to for unusual shifts) and the PWL
+tables from LUTs built by :func:`model.pwl.evaluate`.
+
+Where the time goes (:func:`profile_fixed`, ``bench/model_throughput.py --profile``): for
+the bench's layer (I=32, H=64, typical 16-bit formats) about half in the float64 GEMMs,
+which run at the core's float64 FMA peak, half in the rest of the step (a third of that in
+the scalar LUT loads: vector gathers are slower than loads on current x86). float32 cannot
+take the GEMM exactly, whole or split: a sum of 16-bit by 16-bit codes needs 37 bits, and
+splitting an operand so each partial sum fits 24 bits takes twice the float32 GEMMs, no
+fewer operations than one float64 GEMM.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -178,6 +188,24 @@ def _check_batch(x, input_size: int, kind) -> np.ndarray:
     return arr
 
 
+def _input_codes(qm: LstmLayer, x_codes) -> np.ndarray:
+    """``x_codes`` as C-contiguous int64 codes: as they are when they already are (a layer's
+    input is often the layer below's output), the kernel then checks their range as it
+    reads them (see :func:`_check_range`); else converted and checked here."""
+    x = _check_batch(x_codes, qm.input_size, int)
+    if x.dtype == np.int64 and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
+
+
+def _check_range(qm: LstmLayer, x: np.ndarray, x_range: np.ndarray) -> None:
+    """Raise naming the first input code outside the ``x`` format when the kernel saw one
+    (``x_range`` holds each task's lowest and highest input code)."""
+    fmt = qm.formats["x"]
+    if x_range[:, 0].min() < fmt.code_min or x_range[:, 1].max() > fmt.code_max:
+        fmt.check_codes(x, what="input codes")
+
+
 def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
     """One bit-accurate LSTM layer of SPEC §2 on input codes [N, T, I] (int).
 
@@ -185,15 +213,56 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     number of values that overflowed at each quantization point, and with ``trace`` the
     codes at every quantization point per step (see :data:`TRACE`).
     """
-    x = _check_batch(x_codes, qm.input_size, int)
-    x = np.ascontiguousarray(qm.formats["x"].check_codes(x, what="input codes"))
-    n, t_len, _ = x.shape
+    x = _input_codes(qm, x_codes)
     h_size = qm.hidden_size
     plan = _Plan(qm)
+    h_out, overflow, tr, x_range = _launch(plan, x, last, trace, False)
+    _check_range(qm, x, x_range)
+    traced = None
+    if trace:
+        traced, col = {}, 0
+        for k, m in TRACE.items():
+            traced[k] = np.ascontiguousarray(tr[:, :, col : col + m * h_size])
+            col += m * h_size
+    return FixedResult(h_out if not last else h_out[:, 0], overflow, traced)
+
+
+def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5, clock=None) -> dict:
+    """Where :func:`lstm_fixed` spends its time on ``x_codes``: the best of ``repeats`` runs
+    of the whole kernel (``total``) and of its GEMMs alone (``gemm``, the same calls on the
+    same threads with the rest of each step skipped), the difference (``elementwise``:
+    everything else, quantization points, tables, copies) in seconds, and the GEMM's dtype
+    (``kind``). ``clock`` (default :func:`time.perf_counter`) may be
+    :func:`time.thread_time` when the kernel runs on the calling thread (one thread)."""
+    clock = clock or time.perf_counter
+
+    x = _input_codes(qm, x_codes)
+    plan = _Plan(qm)
+    _check_range(qm, x, _launch(plan, x, False, False, True)[3])
+    best = {}
+    for name, gemm_only in (("total", False), ("gemm", True)):
+        _launch(plan, x, False, False, gemm_only)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = clock()
+            _launch(plan, x, False, False, gemm_only)
+            times.append(clock() - t0)
+        best[name] = min(times)
+    best["elementwise"] = max(0.0, best["total"] - best["gemm"])
+    best["kind"] = str(plan.w_x.dtype)
+    return best
+
+
+def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool):
+    """Run the kernel over the batch ``x`` (int64 codes) on the thread pool: (h codes
+    [N, T or 1, H], overflow counts, the trace array, each task's lowest and highest input
+    code)."""
+    n, t_len, _ = x.shape
+    h_size = plan.w_x.shape[1] // 4
     seq = not last
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
-    k_len, h4 = plan.weights.shape
-    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * h4)))
+    k_len = max(plan.w_x.shape[0], plan.w_h.shape[0])
+    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * 4 * h_size)))
     if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
         gemm_rows &= ~7
     chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
@@ -205,6 +274,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     size = max(chunk, -(-n // (TASKS_PER_THREAD * threads * chunk)) * chunk)
     tasks = [(s0, min(n, s0 + size)) for s0 in range(0, n, size)]
     counts = np.zeros((len(tasks), len(POINTS)), dtype=np.int64)
+    x_range = np.zeros((len(tasks), 2), dtype=np.int64)
 
     def work(k: int) -> None:
         _run(
@@ -213,17 +283,21 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
             tasks[k][1],
             chunk,
             gemm_rows,
-            plan.weights,
+            plan.w_x,
+            plan.w_h,
             plan.p,
             plan.shifts,
             plan.roundings,
             h_out,
             counts[k],
+            x_range[k],
             tr,
             plan.luts,
             plan.lut_lo,
             plan.lut_hi,
+            plan.lut_flags,
             plan.tables,
+            gemm_only,
         )
 
     if min(threads, len(tasks)) > 1:
@@ -235,13 +309,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
         for k in range(len(tasks)):
             work(k)
     overflow = {k: int(v) for k, v in zip(POINTS, counts.sum(axis=0))}
-    traced = None
-    if trace:
-        traced, col = {}, 0
-        for k, m in TRACE.items():
-            traced[k] = np.ascontiguousarray(tr[:, :, col : col + m * h_size])
-            col += m * h_size
-    return FixedResult(h_out if seq else h_out[:, 0], overflow, traced)
+    return h_out, overflow, tr, x_range
 
 
 def _preact_gemm(qm: LstmLayer) -> tuple[list[SumTerm], int, int]:
@@ -266,21 +334,26 @@ def _gemm_kind(qm: LstmLayer) -> str:
 
 
 class _Plan:
-    """How to run one model: the fused GEMM's weights, and the kernel's integer constants."""
+    """How to run one model: the GEMMs' weights, and the kernel's integer constants."""
 
     def __init__(self, qm: LstmLayer):
         f = qm.formats
         terms, gemm_frac, _ = _preact_gemm(qm)
-        # rows of [W^T; R^T; b] pre-shifted to gemm_frac: exact in this dtype (see _gemm_kind)
+        # rows of [W^T; b; R^T], pre-shifted to gemm_frac: every partial sum is exact in this
+        # dtype (see _gemm_kind). One GEMM on [x_t | 1 | h_{t-1}] per step where 8 rows of it
+        # fit in GEMM_MAX_MACS; else two, [x_t | 1] by [W^T; b] and h_{t-1} by R^T (``w_h``),
+        # each small enough for blocks of 8 rows, whose sum is exact too
         wx, rh, b = terms
-        weights = np.concatenate(
-            [
-                qm.w.T << (gemm_frac - wx.frac),
-                qm.r.T << (gemm_frac - rh.frac),
-                (qm.b << (gemm_frac - b.frac))[None],
-            ]
-        )
-        self.weights = np.ascontiguousarray(weights.astype(_gemm_kind(qm)))
+        kind = _gemm_kind(qm)
+        w_x = [qm.w.T << (gemm_frac - wx.frac), (qm.b << (gemm_frac - b.frac))[None]]
+        r_t = qm.r.T << (gemm_frac - rh.frac)
+        k_len = qm.input_size + 1 + qm.hidden_size
+        self.joint = 8 * k_len * 4 * qm.hidden_size <= GEMM_MAX_MACS
+        if self.joint:
+            w_x.append(r_t)
+            r_t = np.zeros((0, 4 * qm.hidden_size), dtype=np.int64)
+        self.w_x = _aligned(np.concatenate(w_x).astype(kind))
+        self.w_h = _aligned(r_t.astype(kind))
         self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
         pre_frac, _ = exact_sum(qm.sums()["preact"])
         cell_frac, _ = exact_sum(qm.sums()["cell"])
@@ -307,7 +380,24 @@ class _Plan:
         self.luts = tuple(lut for lut, _, _ in luts)
         self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
         self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
+        #: per LUT, whether any entry overflowed (else the kernel need not count them)
+        self.lut_flags = np.array([int(np.any(lut & 1)) for lut, _, _ in luts], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
+
+
+def _aligned(arr: np.ndarray, align: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``arr`` that starts on an ``align``-byte boundary.
+
+    OpenBLAS runs GEMMs of a few rows without packing ``B`` (its small-matrix kernels), and
+    reads the weights straight from memory: from a cache-line boundary the per-step GEMM
+    takes about 13 ms for bench/model_throughput.py's batch, from an 8- or 16-byte one (what
+    numpy's allocator gives) about 18.
+    """
+    raw = np.empty(arr.nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    out = raw[start : start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
 
 
 #: per Q mode of SPEC §1, the bias added before a right shift by s > 0 bits, for a source
@@ -423,7 +513,24 @@ def _round_block(src, shift, dst, col0, col1, rp):
     held in floats) rounded by the constants ``rp`` of :func:`_rounding`; returns how many
     overflowed. ``src`` may be ``dst``."""
     n_over = 0
-    if rp[0]:
+    if rp[0] and rp[7] and not rp[8] and not rp[4] and rp[2] == rp[3]:
+        # the usual case (SAT or SAT_SYM, a bias that does not depend on the sign: RND,
+        # RND_MIN_INF, TRN): _round_fast less the operations that do nothing here
+        s, bias, lo, hi = rp[1], rp[3], rp[5], rp[6]
+        for r in range(dst.shape[0]):
+            for j in range(col0, col1):
+                q = ((np.int64(src[r, j]) << shift) + bias) >> s
+                dst[r, j] = min(max(q, lo), hi)
+                n_over += (q < lo) | (q > hi)
+    elif rp[0] and rp[7] and not rp[8] and not rp[4]:  # SAT or SAT_SYM, any Q but RND_CONV
+        s, bias_neg, bias_pos, lo, hi = rp[1], rp[2], rp[3], rp[5], rp[6]
+        for r in range(dst.shape[0]):
+            for j in range(col0, col1):
+                v = np.int64(src[r, j]) << shift
+                q = (v + (bias_neg if v < 0 else bias_pos)) >> s
+                dst[r, j] = min(max(q, lo), hi)
+                n_over += (q < lo) | (q > hi)
+    elif rp[0]:
         s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
@@ -454,12 +561,17 @@ def _round_block(src, shift, dst, col0, col1, rp):
 
 
 @njit(cache=True, inline="always")
-def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table):
+def _table_block(src, src_col, dst, dst_col, width, lut, lo, hi, table, flags=1):
     """``dst[:, dst_col:+width]`` = a PWL table (SPEC §3) of ``src[:, src_col:+width]``, from
     its LUT from ``lo`` when it has one (clamped to ``hi`` unless the LUT covers the whole
-    input format, see :func:`_lut`); returns how many overflowed."""
+    input format, see :func:`_lut`); returns how many overflowed. ``flags`` 0 says that no
+    entry of the LUT has its overflow bit set (the usual table): nothing to count."""
     n_over = 0
-    if lut.shape[0] > 0 and hi == lo + lut.shape[0]:  # over the whole input format
+    if lut.shape[0] > 0 and hi == lo + lut.shape[0] and not flags:  # the usual case
+        for r in range(src.shape[0]):
+            for j in range(width):
+                dst[r, dst_col + j] = np.int64(lut[np.uint64(src[r, src_col + j] - lo)]) >> 1
+    elif lut.shape[0] > 0 and hi == lo + lut.shape[0]:  # over the whole input format
         for r in range(src.shape[0]):
             for j in range(width):
                 v = np.int64(lut[np.uint64(src[r, src_col + j] - lo)])  # unsigned: no wrap
@@ -505,6 +617,56 @@ def _gemm_into_impl(a, b, out):
     return int_gemm
 
 
+@njit(cache=True, inline="always")
+def _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+          lut_lo, lut_hi, fl, tables, tally, peep):  # fmt: skip
+    """SPEC §2 for a chunk from the GEMMs' sums ``ax + ah`` (``ah`` 0 where ``joint``) to
+    ``h_t`` in ``hq``, one quantization point at a time over the whole chunk (loops without
+    branches on the data, which vectorize; the table lookups do not). ``p4`` holds the
+    peepholes as [4H] (i, f, none for g, o); ``fl`` says which LUTs hold overflows
+    (:attr:`_Plan.lut_flags`); overflows are added into ``tally``."""
+    m, h4 = ax.shape
+    h = h4 // 4
+    r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
+    lut_sig, lut_tanh, lut_cell = luts
+    t_sig, t_tanh, t_cell = tables
+    if joint and not peep:  # ah is 0: round the one GEMM's sums straight into pre
+        tally[0] += _round_block(ax, s_acc, pre, 0, h4, r_pre)
+    else:
+        for r in range(m):  # integers whose sum the dtype holds exactly (_gemm_kind)
+            for j in range(h4):
+                pre[r, j] = np.int64(ax[r, j] + ah[r, j]) << s_acc
+        if peep:  # i and f see c_{t-1}; o waits for c_t
+            for r in range(m):
+                for j in range(h):
+                    pre[r, j] += (p4[j] * c[r, j]) << s_p
+                    pre[r, h + j] += (p4[h + j] * c[r, j]) << s_p
+            tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
+        else:
+            tally[0] += _round_block(pre, 0, pre, 0, h4, r_pre)
+    tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig, fl[0])
+    tally[2] += _table_block(
+        pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh, fl[1]
+    )
+    for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
+        for j in range(h):
+            c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
+                (act[r, j] * act[r, 2 * h + j]) << s_ig
+            )
+    tally[3] += _round_block(c, 0, c, 0, h, r_cell)
+    if peep:  # o sees c_t
+        for r in range(m):
+            for j in range(h):
+                pre[r, 3 * h + j] += (p4[3 * h + j] * c[r, j]) << s_p
+        tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
+    tally[1] += _table_block(pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig, fl[0])
+    tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell, fl[2])
+    for r in range(m):
+        for j in range(h):
+            hq[r, j] = act[r, 3 * h + j] * tc[r, j]
+    tally[5] += _round_block(hq, 0, hq, 0, h, r_h)
+
+
 @njit(cache=True, nogil=True)
 def _run(
     x,
@@ -512,94 +674,95 @@ def _run(
     end,
     chunk,
     gemm_rows,
-    weights,
+    w_x,
+    w_h,
     p,
     shifts,
     rounds,
     h_out,
     counts,
+    x_range,
     tr,
     luts,
     lut_lo,
     lut_hi,
+    lut_flags,
     tables,
+    gemm_only,
 ):
     """Sequences ``begin:end`` of the batch, ``chunk`` at a time, through every step.
 
-    Per step, a GEMM on ``[x_t | h_{t-1} | 1]`` (``gemm_rows`` at a time) gives
-    W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on, one quantization
-    point at a time over the whole chunk (loops without branches on the data, which
-    vectorize). ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and into
-    the next GEMM's input; overflows are added into ``counts``; the trace, when ``tr`` is
-    not empty, goes to ``tr[:, t]``. The helpers are inlined: a call that takes an array
-    counts references to it, and two threads counting on the same LUT slow each other.
+    Per step, one GEMM on ``[x_t | 1 | h_{t-1}]``, or two on ``[x_t | 1]`` and ``h_{t-1}``
+    when ``w_h`` has rows (see :class:`_Plan`), ``gemm_rows`` at a time, give
+    W x_t + R h_{t-1} + b for the chunk; then SPEC §2 from ``preact`` on over the whole
+    chunk, :func:`_step`. ``h_t`` goes to ``h_out[:, t]`` (``[:, 0]`` when it has one step) and
+    into the next GEMM's input; overflows are added into ``counts``; the lowest and highest
+    input code go to ``x_range``; the trace, when ``tr`` is not empty, goes to
+    ``tr[:, t]``. The helpers are inlined: a call that takes an array counts references to
+    it, and two threads counting on the same LUT slow each other.
+
+    ``gemm_only`` skips everything but the GEMMs (``h`` stays 0): the time of the GEMMs
+    alone, for :func:`profile_fixed`; its results mean nothing.
     """
     t_len, i_size = x.shape[1], x.shape[2]
-    k_len, h4 = weights.shape
-    h = h4 // 4
+    h = h_out.shape[2]
+    h4 = 4 * h
+    joint = w_h.shape[0] == 0  # h_{t-1} goes into the one GEMM's input, after x_t and 1
     s_acc, s_p, s_fc, s_ig = shifts[0], shifts[1], shifts[2], shifts[3]
-    r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
-    lut_sig, lut_tanh, lut_cell = luts
-    t_sig, t_tanh, t_cell = tables
     peep = p.shape[0] > 0
     want = tr.shape[0] > 0
+    p4 = np.zeros(h4, dtype=np.int64)  # peepholes of i, f, (none for g), o
+    if peep:
+        for j in range(h):
+            p4[j] = p[j]
+            p4[h + j] = p[h + j]
+            p4[3 * h + j] = p[2 * h + j]
     tally = np.zeros(counts.shape[0], dtype=np.int64)
+    x_lo, x_hi = x[begin, 0, 0], x[begin, 0, 0]
     for s0 in range(begin, end, chunk):
         m = min(chunk, end - s0)
-        buf = np.zeros((m, k_len), dtype=weights.dtype)  # [x_t | h_{t-1} | 1] per sequence
-        acc = np.empty((m, h4), dtype=weights.dtype)
+        bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})]
+        bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1}, unless joint
+        ax = np.empty((m, h4), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
+        ah = np.zeros((m, h4), dtype=w_h.dtype)  # R h_{t-1} (0 where joint)
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
         act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
         c = np.zeros((m, h), dtype=np.int64)
         tc = np.empty((m, h), dtype=np.int64)
         hq = np.empty((m, h), dtype=np.int64)
         for r in range(m):
-            buf[r, k_len - 1] = 1
+            bx[r, i_size] = 1
         for t in range(t_len):
             for r in range(m):
                 for col in range(i_size):
-                    buf[r, col] = x[s0 + r, t, col]
+                    v = x[s0 + r, t, col]
+                    x_lo = min(x_lo, v)
+                    x_hi = max(x_hi, v)
+                    bx[r, col] = v
             for r0 in range(0, m, gemm_rows):
                 r1 = min(m, r0 + gemm_rows)
-                _gemm_into(buf[r0:r1], weights, acc[r0:r1])
-            if peep:  # i and f see c_{t-1}; o waits for c_t
-                for r in range(m):
-                    for j in range(h4):
-                        pre[r, j] = np.int64(acc[r, j]) << s_acc
-                    for j in range(h):
-                        pre[r, j] += (p[j] * c[r, j]) << s_p
-                        pre[r, h + j] += (p[h + j] * c[r, j]) << s_p
-                tally[0] += _round_block(pre, 0, pre, 0, 3 * h, r_pre)
-            else:
-                tally[0] += _round_block(acc, s_acc, pre, 0, h4, r_pre)
-            tally[1] += _table_block(pre, 0, act, 0, 2 * h, lut_sig, lut_lo[0], lut_hi[0], t_sig)
-            tally[2] += _table_block(
-                pre, 2 * h, act, 2 * h, h, lut_tanh, lut_lo[1], lut_hi[1], t_tanh
-            )
-            for r in range(m):  # c_t = f c_{t-1} + i g, exact, then rounded in place
-                for j in range(h):
-                    c[r, j] = ((act[r, h + j] * c[r, j]) << s_fc) + (
-                        (act[r, j] * act[r, 2 * h + j]) << s_ig
-                    )
-            tally[3] += _round_block(c, 0, c, 0, h, r_cell)
-            if peep:  # o sees c_t
-                for r in range(m):
-                    for j in range(h):
-                        pre[r, 3 * h + j] += (p[2 * h + j] * c[r, j]) << s_p
-                tally[0] += _round_block(pre, 0, pre, 3 * h, h4, r_pre)
-            tally[1] += _table_block(
-                pre, 3 * h, act, 3 * h, h, lut_sig, lut_lo[0], lut_hi[0], t_sig
-            )
-            tally[4] += _table_block(c, 0, tc, 0, h, lut_cell, lut_lo[2], lut_hi[2], t_cell)
-            for r in range(m):
-                for j in range(h):
-                    hq[r, j] = act[r, 3 * h + j] * tc[r, j]
-            tally[5] += _round_block(hq, 0, hq, 0, h, r_h)
+                _gemm_into(bx[r0:r1], w_x, ax[r0:r1])
+                if not joint:
+                    _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
+            if gemm_only:
+                continue
+            _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+                  lut_lo, lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
                 for j in range(h):
                     h_out[s0 + r, t_out, j] = hq[r, j]
-                    buf[r, i_size + j] = hq[r, j]
+            if joint:
+                for r in range(m):
+                    # through a view: numba cannot tell that i_size + 1 + j >= 0, and the
+                    # check for a negative index made this copy a scatter (a tenth of _run)
+                    dst = bx[r, i_size + 1 :]
+                    for j in range(h):
+                        dst[j] = hq[r, j]
+            else:
+                for r in range(m):
+                    for j in range(h):
+                        bh[r, j] = hq[r, j]
             if want:
                 for r in range(m):
                     row = tr[s0 + r, t]
@@ -612,3 +775,5 @@ def _run(
                         row[2 * h4 + 2 * h + j] = hq[r, j]
     for q in range(tally.shape[0]):
         counts[q] += tally[q]
+    x_range[0] = x_lo
+    x_range[1] = x_hi

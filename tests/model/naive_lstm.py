@@ -1,8 +1,8 @@
-"""A slow, obvious LSTM of shared/SPEC.md §1-§3, for testing ``model.lstm.run_fixed``.
+"""A slow, obvious LSTM of shared/SPEC.md §1-§3, for testing ``model.lstm.lstm_fixed``.
 
 Written from the SPEC text alone, one element at a time in ``fractions.Fraction``: its own
 quantization (value -> code, every Q and O mode), its own PWL evaluation, its own cell.
-From ``model/`` it takes only numbers: the weight codes of a ``QuantizedModel``, each format
+From ``model/`` it takes only numbers: the weight codes of an ``LstmLayer``, each format
 as (signed, W, I, Q, O), and each table's integer data. It shares no code with the fast
 model and none with ``tests/model/naive.py`` (a second, independent reading of §1 and §3).
 """
@@ -135,8 +135,9 @@ class NaiveResult(NamedTuple):
     trace: dict  # name -> [N][T][width] codes
 
 
-def run(qm, x_codes) -> NaiveResult:
-    """The LSTM of SPEC §2 over ``x_codes`` [N][T][I], element by element."""
+def run(qm, x_codes, *, last: bool = False) -> NaiveResult:
+    """The LSTM of SPEC §2 over ``x_codes`` [N][T][I], element by element; ``h`` of every
+    step, or of the last one only (``last``)."""
     f = {name: fmt_of(fm) for name, fm in qm.formats.items()}
     tables = {name: table_of(t) for name, t in qm.tables.items()}
     h_size = int(qm.hidden_size)
@@ -206,7 +207,7 @@ def run(qm, x_codes) -> NaiveResult:
             hs.append(h)
             for name, v in zip(TRACE_NAMES, (pre, i_t, f_t, g_t, o_t, c_t, tc_t, h_t)):
                 seq_trace[name].append(v)
-        out.append(hs if qm.output == "sequence" else hs[-1])
+        out.append(hs[-1] if last else hs)
         for name in TRACE_NAMES:
             trace[name].append(seq_trace[name])
     return NaiveResult(out, overflow, trace)

@@ -1,4 +1,4 @@
-"""model/lstm.py: run_fixed bit for bit against the naive SPEC §2-§3 model; run_float.
+"""model/lstm.py: lstm_fixed bit for bit against the naive SPEC §2-§3 model; lstm_float.
 
 ``naive_lstm`` (this directory) recomputes every quantization point in Fractions, one element
 at a time, from the model's integer codes only. The random configurations below reach every
@@ -25,16 +25,14 @@ from model.lstm import (
     _Plan,
     _round_block,
     _rounding,
-    run_fixed,
-    run_float,
+    lstm_fixed,
+    lstm_float,
 )
 from model.pwl import PwlTable, uniform_table
-from model.qmodel import ACTIVATIONS, POINTS, QuantizedModel
+from model.qmodel import ACTIVATIONS, POINTS, LstmLayer
 
 
-def random_model(
-    rng, *, i_size, h_size, peephole, output="sequence", widths=(3, 12), formats=None
-) -> QuantizedModel:
+def random_model(rng, *, i_size, h_size, peephole, widths=(3, 12), formats=None) -> LstmLayer:
     """A random valid model; formats not given are drawn until the 62-bit check passes."""
     for _ in range(100):
         f = {name: random_format(rng, name, widths=widths) for name in TYPICAL_INT_BITS}
@@ -44,8 +42,7 @@ def random_model(
                 act: random_table(rng, func, f[src], f[dst])
                 for act, (src, dst, func) in ACTIVATIONS.items()
             }
-            return QuantizedModel(
-                "t",
+            return LstmLayer(
                 i_size,
                 h_size,
                 f,
@@ -54,14 +51,13 @@ def random_model(
                 random_codes(rng, f["b"], 4 * h_size),
                 tables,
                 p=random_codes(rng, f["p"], 3 * h_size) if peephole else None,
-                output=output,
             )
         except ValueError:
             continue
     raise AssertionError("no valid random model in 100 draws")
 
 
-def random_inputs(rng, qm: QuantizedModel, n: int, t_len: int) -> np.ndarray:
+def random_inputs(rng, qm: LstmLayer, n: int, t_len: int) -> np.ndarray:
     fmt = qm.formats["x"]
     x = random_codes(rng, fmt, (n, t_len, qm.input_size))
     if rng.random() < 0.3:  # saturating inputs: the extreme codes
@@ -70,18 +66,18 @@ def random_inputs(rng, qm: QuantizedModel, n: int, t_len: int) -> np.ndarray:
     return x
 
 
-def assert_matches_naive(qm: QuantizedModel, x: np.ndarray):
-    """run_fixed (with and without trace) equals the naive model exactly; returns the latter."""
-    want = naive_lstm.run(qm, x)
-    got = run_fixed(qm, x, trace=True)
-    np.testing.assert_array_equal(got.h_codes, np.array(want.h_codes, dtype=np.int64))
+def assert_matches_naive(qm: LstmLayer, x: np.ndarray, *, last: bool = False):
+    """lstm_fixed (with and without trace) equals the naive model exactly; returns the latter."""
+    want = naive_lstm.run(qm, x, last=last)
+    got = lstm_fixed(qm, x, last=last, trace=True)
+    np.testing.assert_array_equal(got.codes, np.array(want.h_codes, dtype=np.int64))
     assert got.overflow == want.overflow
     assert set(got.trace) == set(TRACE) == set(naive_lstm.TRACE_NAMES)
     for name in TRACE:
         np.testing.assert_array_equal(got.trace[name], np.array(want.trace[name]), err_msg=name)
-    plain = run_fixed(qm, x)
+    plain = lstm_fixed(qm, x, last=last)
     assert plain.trace is None
-    np.testing.assert_array_equal(plain.h_codes, got.h_codes)
+    np.testing.assert_array_equal(plain.codes, got.codes)
     assert plain.overflow == got.overflow
     return want
 
@@ -97,11 +93,10 @@ def config(seed: int):
         i_size=i_size,
         h_size=h_size,
         peephole=bool(seed % 2),
-        output="last" if seed % 5 == 0 else "sequence",
         widths=widths,
     )
     x = random_inputs(rng, qm, int(rng.integers(1, 4)), int(rng.integers(1, 10)))
-    return qm, x
+    return qm, x, seed % 5 == 0  # every fifth gives only h_T
 
 
 SEEDS = range(60)
@@ -109,8 +104,8 @@ SEEDS = range(60)
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_config_matches_naive(seed):
-    qm, x = config(seed)
-    assert_matches_naive(qm, x)
+    qm, x, last = config(seed)
+    assert_matches_naive(qm, x, last=last)
 
 
 def test_the_random_configs_reach_every_mode_and_path():
@@ -121,15 +116,15 @@ def test_the_random_configs_reach_every_mode_and_path():
     overflowed = {(name, o): 0 for name in POINTS for o in ("WRAP", "SAT")}
     kinds, tables, flags = set(), set(), set()
     for seed in SEEDS:
-        qm, x = config(seed)
+        qm, x, last = config(seed)
         for name in quantizing:
             fmt = qm.formats[name]
             seen_q.discard((name, fmt.q))
             seen_o.discard((name, fmt.o))
         kinds.add(_gemm_kind(qm))
         tables.update(t.info.get("kind") for t in qm.tables.values())
-        flags.update({("peephole", qm.peephole), ("output", qm.output)})
-        for point, count in run_fixed(qm, x).overflow.items():
+        flags.update({("peephole", qm.peephole), ("last", last)})
+        for point, count in lstm_fixed(qm, x, last=last).overflow.items():
             o = qm.formats[point].o  # each point is named after its format
             if count and o in ("WRAP", "SAT"):
                 overflowed[(point, o)] += 1
@@ -216,11 +211,10 @@ def test_output_last_is_the_last_step_of_sequence():
     rng = np.random.default_rng(12)
     qm = random_model(rng, i_size=3, h_size=4, peephole=True)
     x = random_inputs(rng, qm, 5, 7)
-    seq = run_fixed(qm, x)
-    qm.output = "last"
-    last = run_fixed(qm, x)
-    assert seq.h_codes.shape == (5, 7, 4) and last.h_codes.shape == (5, 4)
-    np.testing.assert_array_equal(last.h_codes, seq.h_codes[:, -1])
+    seq = lstm_fixed(qm, x)
+    last = lstm_fixed(qm, x, last=True)
+    assert seq.codes.shape == (5, 7, 4) and last.codes.shape == (5, 4)
+    np.testing.assert_array_equal(last.codes, seq.codes[:, -1])
     assert last.overflow == seq.overflow
 
 
@@ -229,14 +223,14 @@ def test_sequences_are_independent_of_their_batch():
     rng = np.random.default_rng(13)
     qm = random_model(rng, i_size=2, h_size=3, peephole=True, widths=(8, 16))
     x = random_inputs(rng, qm, 20, 8)  # several tasks, on more than one thread
-    batch = run_fixed(qm, x, trace=True)
+    batch = lstm_fixed(qm, x, trace=True)
     for s in range(x.shape[0]):
-        alone = run_fixed(qm, x[s : s + 1], trace=True)
-        np.testing.assert_array_equal(alone.h_codes[0], batch.h_codes[s])
+        alone = lstm_fixed(qm, x[s : s + 1], trace=True)
+        np.testing.assert_array_equal(alone.codes[0], batch.codes[s])
         for name in TRACE:
             np.testing.assert_array_equal(alone.trace[name][0], batch.trace[name][s])
     # and the answer does depend on the input: the comparison above is not vacuous
-    assert len({batch.h_codes[s].tobytes() for s in range(x.shape[0])}) > 1
+    assert len({batch.codes[s].tobytes() for s in range(x.shape[0])}) > 1
 
 
 def test_chunking_does_not_change_the_result(monkeypatch):
@@ -244,15 +238,31 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     rng = np.random.default_rng(15)
     qm = random_model(rng, i_size=100, h_size=64, peephole=True, widths=(8, 16))
     x = random_inputs(rng, qm, 13, 3)
-    want = run_fixed(qm, x, trace=True)
+    want = lstm_fixed(qm, x, trace=True)
     for chunk, tasks in [(1, 1), (3, 2), (5, 16), (13, 1)]:
         monkeypatch.setattr(lstm_module, "CHUNK", chunk)
         monkeypatch.setattr(lstm_module, "TASKS_PER_THREAD", tasks)
-        got = run_fixed(qm, x, trace=True)
-        np.testing.assert_array_equal(got.h_codes, want.h_codes)
+        got = lstm_fixed(qm, x, trace=True)
+        np.testing.assert_array_equal(got.codes, want.codes)
         assert got.overflow == want.overflow
         for name in TRACE:
             np.testing.assert_array_equal(got.trace[name], want.trace[name])
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 7))
+def test_two_gemms_per_step_match_naive(monkeypatch, seed):
+    """Where one GEMM of 8 rows on [x_t | 1 | h_{t-1}] is too big for GEMM_MAX_MACS the step
+    runs two, W x_t + b and R h_{t-1}, and adds them: the same codes."""
+    monkeypatch.setattr(lstm_module, "GEMM_MAX_MACS", 1)
+    qm, x, last = config(seed)
+    assert not _Plan(qm).joint
+    assert_matches_naive(qm, x, last=last)
+
+
+def test_one_gemm_per_step_is_the_default_for_small_layers():
+    rng = np.random.default_rng(16)
+    assert _Plan(random_model(rng, i_size=32, h_size=64, peephole=False)).joint
+    assert not _Plan(random_model(rng, i_size=100, h_size=64, peephole=False)).joint
 
 
 def test_overflow_is_counted_per_point():
@@ -386,8 +396,7 @@ def test_tables_without_a_whole_format_lut_match_naive(preact, gate, cell, span,
     }
     formats = dict(typical, **fm)
     h_size, i_size = 3, 2
-    qm = QuantizedModel(
-        "wide",
+    qm = LstmLayer(
         i_size,
         h_size,
         formats,
@@ -470,7 +479,7 @@ def test_naive_step_by_hand():
     w = np.full((4, 1), 16)
     r = np.full((4, 1), 8)  # 0.5
     b = np.full(4, 4)  # 0.25
-    qm = QuantizedModel("hand", 1, 1, fm, w, r, b, tables)
+    qm = LstmLayer(1, 1, fm, w, r, b, tables)
     x = np.array([[[16], [-16]]])  # x = 1, then -1
     res = naive_lstm.run(qm, x)
     assert res.trace["c"][0] == [[6], [9]]
@@ -481,7 +490,7 @@ def test_naive_step_by_hand():
     assert_matches_naive(qm, x)
 
 
-# --------------------------------------------------------------------------- run_float
+# --------------------------------------------------------------------------- lstm_float
 
 
 def numpy_lstm(w, r, b, p, x):
@@ -512,7 +521,7 @@ def numpy_lstm(w, r, b, p, x):
 
 
 @pytest.mark.parametrize("peephole", [False, True])
-def test_run_float_matches_numpy(peephole):
+def test_lstm_float_matches_numpy(peephole):
     rng = np.random.default_rng(20 + peephole)
     i_size, h_size = 3, 5
     w = rng.normal(size=(4 * h_size, i_size))
@@ -522,9 +531,9 @@ def test_run_float_matches_numpy(peephole):
     x = rng.normal(size=(4, 9, i_size))
     model = FloatLSTM(w, r, b, p)
     want = numpy_lstm(w, r, b, p, x)
-    got, tr = run_float(model, x, trace=True)
+    got, tr = lstm_float(model, x, trace=True)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(run_float(model, x, output="last"), want[:, -1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lstm_float(model, x, output="last"), want[:, -1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(tr["h"], want, rtol=0, atol=1e-12)
     assert set(tr) == set(TRACE)
     assert tr["preact"].shape == (4, 9, 4 * h_size)
@@ -533,15 +542,15 @@ def test_run_float_matches_numpy(peephole):
         assert np.abs(plain - want).max() > 1e-3
 
 
-def test_run_float_with_tables_as_functions():
+def test_lstm_float_with_tables_as_functions():
     """Replacing σ/tanh with other functions reaches every gate: hard σ changes the output."""
     rng = np.random.default_rng(22)
     model = FloatLSTM(rng.normal(size=(8, 2)), rng.normal(size=(8, 2)), rng.normal(size=8))
     x = rng.normal(size=(2, 6, 2))
-    exact = run_float(model, x)
-    hard = run_float(model, x, sigmoid=lambda v: np.clip(0.2 * v + 0.5, 0, 1))
+    exact = lstm_float(model, x)
+    hard = lstm_float(model, x, sigmoid=lambda v: np.clip(0.2 * v + 0.5, 0, 1))
     assert np.abs(exact - hard).max() > 1e-3
-    same = run_float(model, x, tanh_cell=np.tanh)
+    same = lstm_float(model, x, tanh_cell=np.tanh)
     np.testing.assert_array_equal(same, exact)
 
 
@@ -559,11 +568,11 @@ def small_model():
 )
 def test_bad_input_shapes_are_named(small_model, shape, words):
     with pytest.raises(ValueError, match=r"\[2, 5, 4\]|\[5, 3\]|at least one") as err:
-        run_fixed(small_model, np.zeros(shape, dtype=np.int64))
+        lstm_fixed(small_model, np.zeros(shape, dtype=np.int64))
     assert words in str(err.value)
     if len(shape) == 3 and shape[1]:
         with pytest.raises(ValueError, match="I=3"):
-            run_float(FloatLSTM(np.zeros((8, 3)), np.zeros((8, 2)), np.zeros(8)), np.zeros(shape))
+            lstm_float(FloatLSTM(np.zeros((8, 3)), np.zeros((8, 2)), np.zeros(8)), np.zeros(shape))
 
 
 def test_out_of_range_and_float_codes_are_refused(small_model):
@@ -571,9 +580,9 @@ def test_out_of_range_and_float_codes_are_refused(small_model):
     x = np.zeros((2, 4, 3), dtype=np.int64)
     x[1, 2, 0] = fmt.code_max + 1
     with pytest.raises(ValueError, match=rf"{fmt.code_max + 1} at index \(1, 2, 0\)"):
-        run_fixed(small_model, x)
+        lstm_fixed(small_model, x)
     with pytest.raises(ValueError, match="integer codes"):
-        run_fixed(small_model, np.zeros((2, 4, 3)))
+        lstm_fixed(small_model, np.zeros((2, 4, 3)))
 
 
 def test_accumulator_over_62_bits_names_the_formats():
@@ -582,5 +591,5 @@ def test_accumulator_over_62_bits_names_the_formats():
     qm = random_model(rng, i_size=2, h_size=1, peephole=False)
     f = dict(qm.formats, **wide)
     with pytest.raises(ValueError, match=r"preact sum needs \d+ bits.*w, x") as err:
-        QuantizedModel("big", 2, 1, f, qm.w, qm.r, qm.b, qm.tables)
+        LstmLayer(2, 1, f, qm.w, qm.r, qm.b, qm.tables)
     assert "62" in str(err.value)
