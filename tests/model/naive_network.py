@@ -10,7 +10,6 @@ below wrote, with no conversion: its ``x`` format is that layer's ``h`` format.
 from __future__ import annotations
 
 from fractions import Fraction
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import naive_lstm
@@ -62,8 +61,7 @@ def run(net, x_codes) -> NaiveNetworkResult:
         counts[layer.kind] = counts.get(layer.kind, 0) + 1
         name = f"{layer.kind}{counts[layer.kind]}"
         if layer.kind == "lstm":
-            output = net.output if k == top else "sequence"
-            res = naive_lstm.run(SimpleNamespace(**vars(layer), output=output), u)
+            res = naive_lstm.run(layer, u, last=k == top and net.output == "last")
             u = res.h_codes
             for point, n in res.overflow.items():
                 overflow[f"{name}.{point}"] = n

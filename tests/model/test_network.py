@@ -166,9 +166,7 @@ def test_one_layer_network_is_the_layer():
     """A one-layer network is exactly its LSTM layer (what SPEC version 1 computed)."""
     net, x = network(0)
     assert len(net.layers) == 1
-    want = naive_network.naive_lstm.run(
-        naive_network.SimpleNamespace(**vars(net.layers[0]), output=net.output), x
-    )
+    want = naive_network.naive_lstm.run(net.layers[0], x, last=net.output == "last")
     np.testing.assert_array_equal(run_fixed(net, x).y_codes, np.array(want.h_codes))
 
 
