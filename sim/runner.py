@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.paths import REPO, default_build_root
+
 SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 MIN_VERILATOR = (5, 36)
 #: bump when the way builds are made changes, so old cached builds are not reused
 BUILD_FORMAT = 3
-REPO = Path(__file__).resolve().parent.parent
 #: per-simulator build options. Amaranth's Verilog has width warnings Verilator calls fatal.
 #: Icarus must read it as Verilog-2005 (the last -g wins over cocotb's -g2012): Yosys makes
 #: every ``always @*`` run at time 0 through a register with a declaration initializer, and
@@ -47,16 +48,6 @@ STAMP = "lstmfx-build.json"
 
 class SimulatorError(RuntimeError):
     """A simulator is missing, too old, or failed; the message says what to do."""
-
-
-def default_build_root() -> Path:
-    """Where builds live: $LSTMFX_SIM_BUILD, else the repository's ignored .sim_build/."""
-    env = os.environ.get("LSTMFX_SIM_BUILD")
-    if env:
-        return Path(env).resolve()
-    if os.access(REPO, os.W_OK):
-        return REPO / ".sim_build"
-    return Path.home() / ".cache" / "lstmfx" / "sim_build"
 
 
 # ---------------------------------------------------------------------- simulator discovery
@@ -126,6 +117,7 @@ def _runner(sim: str):
     # the machines this runs on have 2 cores shared with other jobs: one compile at a time
     cocotb_runner.MAX_PARALLEL_BUILD_JOBS = 1
     if sim == "verilator":
+        # imported here, not at the top: cocotb_tools loads only when a simulator runs
         from sim.verilator_cache import CachedVerilator
 
         return CachedVerilator()
