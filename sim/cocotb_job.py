@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cocotb
 
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 from sim.diagnose import diagnose
 from sim.drivers import pause_generator
 from sim.job import JOB_ENV, load_phase
@@ -30,11 +30,11 @@ async def run_job(dut):
     path = Path(os.environ[JOB_ENV])
     folder = path.parent
     job = json.loads(path.read_text())
-    qm = QuantizedModel.read_manifest(folder / job["manifest"])
+    net = QuantizedNetwork.read_manifest(folder / job["manifest"])
     seed = int(job.get("seed", 0))
     tb = TB(
         dut,
-        qm,
+        net,
         seed=seed,
         progress=stderr_progress if job.get("progress") else None,
         label=job.get("label", ""),
@@ -73,6 +73,7 @@ async def run_job(dut):
     assert results["stalled"] is None, results["stalled"]
     assert not tb.scoreboard.mismatched, f"{tb.scoreboard.mismatched} output beats differ"
     assert not results["protocol"], results["protocol"]
+    assert not results["interface"], results["interface"]
 
 
 def _collect(tb: TB, results: dict) -> None:
@@ -82,4 +83,5 @@ def _collect(tb: TB, results: dict) -> None:
     results["unreceived_beats"] = len(board.pending)
     results["mismatches"] = board.mismatches
     results["protocol"] = list(tb.sink.violations)
+    results["interface"] = list(tb.interface)
     results["timing"] = {k: {str(a): b for a, b in v.items()} for k, v in tb.timing.items()}
