@@ -229,7 +229,7 @@ class SimResult:
             lines.append("diagnosis: " + diag.get("text", ""))
             fd = diag.get("first_divergence") or {}
             for extra in fd.get("also", [])[:5]:
-                lines.append(f"  also at that step: {extra}")
+                lines.append(f"  also differs: {extra}")
         errs = self.errors
         lines.append("PASS: the RTL equals the bit-accurate network" if not errs else "FAIL:")
         lines += [f"  {e}" for e in errs]
