@@ -20,8 +20,10 @@ from sim.sequences import expected_outputs
 from sim.tb import DENSE_POINTS, POINTS, Probes, Scoreboard, Stalled, resolve
 
 GATES = "ifgo"
-#: cell-update units probed per LSTM layer at most (a core has far fewer)
+#: cell-update units (dense: lanes) probed per layer at most (a core has far fewer)
 MAX_UNITS = 64
+#: a dense layer's strobe signals, in the order valid, index, out
+SIGNALS = ("valid", "index", "out")
 
 
 #: an LSTM layer's per-unit trace wires (hdl/core.py): <layer>_trace<u>_<field> -> (point,
@@ -65,9 +67,11 @@ def probe_groups(dut, net) -> list[dict]:
     ``hardware.debug`` in the manifest, if present, is taken as is (a list of groups).
     Otherwise each layer's own wires: for an LSTM layer and each of its cell-update units
     ``u``, ``<layer>_trace<u>_valid`` strobes unit ``<layer>_trace<u>_unit``'s codes of
-    the step (``<layer>_trace<u>_pre_i``, ``_i``, ``_c``, ``_h``, ...); for a dense layer,
-    ``<layer>_trace_valid`` strobes element ``<layer>_trace_index`` of ``out`` in
-    ``<layer>_trace_out``. Groups whose signals the design does not have are left out.
+    the step (``<layer>_trace<u>_pre_i``, ``_i``, ``_c``, ``_h``, ...); for a dense layer
+    and each lane ``l``, ``<layer>_trace<l>_valid`` strobes element
+    ``<layer>_trace<l>_index`` of ``out`` in ``<layer>_trace<l>_out`` (or, lane-less,
+    ``<layer>_trace_valid``, ``_index``, ``_out``). Groups whose signals the design does
+    not have are left out.
     """
     hw = net.hardware
     if hw.get("debug"):
@@ -77,14 +81,7 @@ def probe_groups(dut, net) -> list[dict]:
         legacy = len(net.layers) == 1
         for name, layer in zip(net.layer_names, net.layers):
             if layer.kind == "dense":
-                valid = _find(dut, _layer_paths(name, "trace_valid", False))
-                index = _find(dut, _layer_paths(name, "trace_index", False))
-                out = _find(dut, _layer_paths(name, "trace_out", False))
-                if valid and index and out:
-                    fields = [["out", out, 0]]
-                    candidates.append(
-                        {"layer": name, "valid": valid, "index": index, "fields": fields}
-                    )
+                candidates += _dense_groups(dut, name)
                 continue
             h = layer.hidden_size
             for u in range(MAX_UNITS):
@@ -106,6 +103,21 @@ def probe_groups(dut, net) -> list[dict]:
         fields = [f for f in g["fields"] if _find(dut, [f[1]]) is not None]
         if fields:
             groups.append({**g, "fields": fields})
+    return groups
+
+
+def _dense_groups(dut, name: str) -> list[dict]:
+    """A dense layer's strobes: one per lane (``<layer>_trace<l>_valid``, ``_index``,
+    ``_out``), else the lane-less ``<layer>_trace_valid``, ``_index``, ``_out``. Never
+    both: lane 0 under two names would count each write twice."""
+    tags = [f"trace{lane}" for lane in range(MAX_UNITS)]
+    groups = []
+    for tag in tags if _find(dut, _layer_paths(name, "trace0_valid", False)) else ["trace"]:
+        found = [_find(dut, _layer_paths(name, f"{tag}_{s}", False)) for s in SIGNALS]
+        if None in found:
+            break
+        valid, index, out = found
+        groups.append({"layer": name, "valid": valid, "index": index, "fields": [["out", out, 0]]})
     return groups
 
 

@@ -211,6 +211,14 @@ class SimResult:
             f"{_span(m['latency_min'], m['latency_max'])} measured, "
             f"{hw.get('latency', '?')} in the manifest"
         )
+        per = hw.get("layers")
+        if isinstance(per, list) and per:
+            parts = [
+                f"{la.get('name', '?')} {la.get('cycles_per_step', '?')} (lanes "
+                f"{la.get('lanes', '?')})"
+                for la in per
+            ]
+            lines.append("cycles per step by layer, in the manifest: " + ", ".join(parts))
         lines.append(
             f"simulated {self.steps_per_second:,.0f} steps/s on {self.sim} "
             f"({self.sim_seconds:.1f} s simulating, build "
