@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -63,6 +64,8 @@ async def run_job(dut):
     finally:
         results["seconds"] = time.perf_counter() - t0
         results["cycles"] = tb.cycle
+        # this process is the simulator with cocotb's Python inside; ru_maxrss is in KiB
+        results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         _collect(tb, results)
         (folder / "results.json").write_text(json.dumps(results, indent=1))
     if failing is not None and job.get("diagnose", True):

@@ -101,9 +101,32 @@ class Job:
         return path
 
 
+class Sequences:
+    """A phase's input sequences, ``[T, I]`` codes each, cut from one array when asked for:
+    no Python object per sequence, so a bench's memory stays flat in their number."""
+
+    def __init__(self, x: np.ndarray, lengths: np.ndarray):
+        self._x = x
+        self._bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    def __getitem__(self, s):
+        if isinstance(s, slice):
+            return [self[k] for k in range(*s.indices(len(self)))]
+        if s < 0:
+            s += len(self)
+        if not 0 <= s < len(self):
+            raise IndexError(f"sequence {s} of {len(self)}")
+        return self._x[self._bounds[s] : self._bounds[s + 1]]
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
 def load_phase(folder: Path, meta: dict):
-    """(sequences, expected) of one phase: a list of ``[T, I]`` and ``[beats, n]`` codes."""
+    """(sequences, expected) of one phase: :class:`Sequences` of ``[T, I]`` codes, and
+    the ``[beats, n]`` expected output codes."""
     data = np.load(folder / meta["file"])
-    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    xs = [data["x"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return xs, data["y"]
+    return Sequences(data["x"], data["lengths"]), data["y"]

@@ -28,6 +28,8 @@ from sim.drivers import StreamSink, StreamSource
 
 CLOCK_NS = 10
 RESET_CYCLES = 3
+#: input beats queued ahead of the core (whole sequences: a long one is queued at once)
+FEED_BEATS = 64
 #: quantization points of SPEC §2 in the order data flows through one step of an LSTM layer
 POINTS = ("preact", "i", "f", "g", "c", "o", "tanh_cell", "h")
 #: and of a dense layer (SPEC §2b)
@@ -218,6 +220,7 @@ class TB:
         self.seed = seed
         self.cycle = 0
         self.steps_done = 0
+        self._fed = 0  # sequences of the running phase queued so far
         self.source = StreamSource(dut, "s_axis")
         self.sink = StreamSink(dut, "m_axis")
         self.scoreboard = Scoreboard(net.output_size, self.fy)
@@ -292,19 +295,15 @@ class TB:
         resets = {int(s): int(a) for s, a in phase.get("resets", {}).items()}
         self.source.pause, self.sink.pause = pauses
         per_seq = self.net.output == "sequence"
-        beat = 0
-        for s, x in enumerate(sequences):
-            t_len = len(x)
-            for t in range(t_len):
-                self.source.put(self.input_word(x[t]), t == t_len - 1, (s, t))
-                if per_seq or t == t_len - 1:
-                    word = pack(expected[beat], self.fy.width)
-                    self.scoreboard.expect(Expect(name, s, t, word, t == t_len - 1 or not per_seq))
-                    beat += 1
-        if beat != len(expected):
+        beats = sum(len(x) for x in sequences) if per_seq else len(sequences)
+        if beats != len(expected):
             raise ValueError(
-                f"phase {name}: {beat} output beats expected, the job has {len(expected)}"
+                f"phase {name}: {beats} output beats expected, the job has {len(expected)}"
             )
+        # sequences are queued a few at a time, so memory stays flat in their number
+        feed = self._feed(name, sequences, expected, per_seq)
+        self._fed = 0
+        queue = self.source.queue
 
         start_cycle, start_wall = self.cycle, time.perf_counter()
         mism_before, steps_before = self.scoreboard.mismatched, self.steps_done
@@ -321,7 +320,9 @@ class TB:
         probes = self.probes
         wake = (RisingEdge(source.tready), RisingEdge(sink.tvalid))
         iterations = 0
-        while not source.idle or board.pending or reset_at is not None:
+        while feed is not None or not source.idle or board.pending or reset_at is not None:
+            if feed is not None and len(queue) < FEED_BEATS:
+                feed = feed if next(feed, None) else None
             await edge
             self.cycle = cycle = self.now()
             if probes is not None:
@@ -398,6 +399,24 @@ class TB:
             "seconds": wall,
         }
 
+    def _feed(self, name: str, sequences, expected, per_seq: bool):
+        """Queue input beats and their expected outputs up to :data:`FEED_BEATS` ahead, whole
+        sequences at a time, each time the generator is advanced; yields True while any
+        are left."""
+        source, board, width = self.source, self.scoreboard, self.fy.width
+        beat = 0
+        for s, x in enumerate(sequences):
+            t_len = len(x)
+            for t in range(t_len):
+                source.put(self.input_word(x[t]), t == t_len - 1, (s, t))
+                if per_seq or t == t_len - 1:
+                    word = pack(expected[beat], width)
+                    board.expect(Expect(name, s, t, word, t == t_len - 1 or not per_seq))
+                    beat += 1
+            self._fed = s + 1
+            if len(source.queue) >= FEED_BEATS and s + 1 < len(sequences):
+                yield True
+
     def _step_cycles(self) -> int:
         h = max(la.hidden_size for la in self.net.lstm_layers)
         return int(self.hw.get("cycles_per_step", 0) or 4 * h)
@@ -405,10 +424,12 @@ class TB:
     async def _reset_mid_sequence(self, phase: str, seq: int, sequences) -> None:
         presented = self.source.halt()
         # the rest of the cut sequence is never sent; what it produced so far was checked
-        rest = deque(b for b in self.source.queue if b[2][0] != seq)
+        queue = self.source.queue  # in place: run_phase holds on to it
+        rest = [b for b in queue if b[2][0] != seq]
+        queue.clear()
         if presented is not None and presented[2][0] != seq:
-            rest.appendleft(presented)
-        self.source.queue = rest
+            queue.append(presented)
+        queue.extend(rest)
         self.scoreboard.drop(phase, seq)
         await self.reset()
 
@@ -430,7 +451,7 @@ class TB:
         return head is None or head.phase != phase or head.seq >= seq
 
     def _progress_line(self, phase: str, sequences, rate: float) -> str:
-        done = len(sequences) - len({b[2][0] for b in self.source.queue})
+        done = self.source.queue[0][2][0] if self.source.queue else self._fed
         return (
             f"{self.label}{phase}: {done}/{len(sequences)} sequences, "
             f"{self.scoreboard.mismatched} mismatches, {rate:,.0f} steps/s"
