@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.fixed import Rom, bits_for, delay, fmt_shape, round_into
 from hdl.mac import preact_sum
 from hdl.pwl import PwlUnit
-from model.qmodel import QuantizedModel, exact_sum
+from model.qmodel import LstmLayer, exact_sum
 
 #: the per-unit values the cell update shows on its ``trace_*`` ports, SPEC §2's names
 TRACE = ("pre_i", "pre_f", "pre_g", "pre_o", "i", "f", "g", "o", "tanh_cell")
@@ -35,20 +35,20 @@ class CellUpdate(wiring.Component):
     While ``o.valid`` is high the ``trace_*`` ports hold the same unit's ``preact`` codes
     (``trace_pre_i`` ... ``trace_pre_o``, the latter after its peephole term), gates
     (``trace_i``, ``trace_f``, ``trace_g``, ``trace_o``) and ``trace_tanh_cell``: a
-    testbench can compare them with :func:`model.lstm.run_fixed`'s trace.
+    testbench can compare them with :func:`model.lstm.lstm_fixed`'s trace.
 
     Handshake: ``always_ready`` streams, one unit per cycle, no stall; ``o.valid`` is
     ``i.valid`` delayed by :attr:`latency` cycles (12, or 14 with peepholes).
     """
 
-    def __init__(self, *, qmodel: QuantizedModel):
-        if not isinstance(qmodel, QuantizedModel):
-            raise TypeError(f"qmodel must be a model.qmodel.QuantizedModel, not {qmodel!r}")
-        self._qm = qmodel
-        f = qmodel.formats
+    def __init__(self, *, layer: LstmLayer):
+        if not isinstance(layer, LstmLayer):
+            raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
+        self._qm = layer
+        f = layer.formats
         pre = fmt_shape(f["preact"])
-        unit = unsigned(bits_for(qmodel.hidden_size - 1))
-        o_in = signed(preact_sum(qmodel)[1]) if qmodel.peephole else pre
+        unit = unsigned(bits_for(layer.hidden_size - 1))
+        o_in = signed(preact_sum(layer)[1]) if layer.peephole else pre
         inputs = data.StructLayout(
             {
                 "unit": unit,
@@ -81,10 +81,10 @@ class CellUpdate(wiring.Component):
         super().__init__(members)
 
     @staticmethod
-    def latency_for(qmodel: QuantizedModel) -> int:
-        """:attr:`latency` of the cell update of ``qmodel``, without building it."""
+    def latency_for(layer: LstmLayer) -> int:
+        """:attr:`latency` of the cell update of ``layer``, without building it."""
         pwl = PwlUnit.latency
-        return pwl + 2 + (2 if qmodel.peephole else 0) + pwl + 2
+        return pwl + 2 + (2 if layer.peephole else 0) + pwl + 2
 
     @property
     def latency(self) -> int:

@@ -28,18 +28,19 @@ add_parser = add_parsers
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdl.generate import format_stats, generate, stats
+    from hdl.generate import describe_lanes, format_stats, generate, stats
     from model.cli import report_weights
     from model.config import load_config
 
     cfg = load_config(args.config)
-    qm = cfg.qmodel
+    net = cfg.network
     report_weights(cfg)
-    v_path, m_path = generate(qm, args.out_dir)
+    print(describe_lanes(net))  # says what lanes = "auto" chose
+    v_path, m_path = generate(net, args.out_dir)
     print(f"wrote {v_path}")
     print(f"wrote {m_path}")
     if args.stats:
-        print(format_stats(stats(v_path, qm.name)))
+        print(format_stats(stats(v_path, net.name)))
     return 0
 
 

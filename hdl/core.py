@@ -1,4 +1,4 @@
-"""The streaming LSTM core: AXI4-Stream in, P MAC lanes, cell updates, AXI4-Stream out."""
+"""The streaming LSTM layer: a stream of x_t in, P MAC lanes, cell updates, a stream of h out."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.cell import TRACE, CellUpdate
-from hdl.fixed import bits_for, fmt_shape, pick
+from hdl.fixed import bits_for, fmt_shape, pick, vector_stream
 from hdl.mac import GateMacLane, operand_width
-from model.qmodel import QuantizedModel
-
-#: keys of the manifest's ``hardware`` section that a config may set
-HARDWARE_KEYS = ("lanes",)
+from model.qmodel import LstmLayer
 
 
 def valid_lanes(hidden_size: int) -> list[int]:
@@ -24,16 +21,16 @@ def valid_lanes(hidden_size: int) -> list[int]:
     return [p for p in range(1, h4 + 1) if h4 % p == 0 and (p in (1, 2) or p % 4 == 0)]
 
 
-def check_lanes(qmodel: QuantizedModel, lanes) -> int:
-    """``lanes`` as an int, or a ValueError that lists the lane counts that work."""
-    ok = valid_lanes(qmodel.hidden_size)
+def check_lanes(layer: LstmLayer, lanes, *, name: str = "lstm1") -> int:
+    """``lanes`` as an int, or a ValueError that names the layer and the lane counts that work."""
+    ok = valid_lanes(layer.hidden_size)
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes not in ok:
         raise ValueError(
-            f"[hardware] lanes = {lanes!r} cannot be built for hidden_size "
-            f"{qmodel.hidden_size}: each lane owns whole rows of the 4H = "
-            f"{4 * qmodel.hidden_size} gate rows and a hidden unit's four gates must finish "
+            f"{name}: lanes = {lanes!r} cannot be built for hidden_size "
+            f"{layer.hidden_size}: each lane owns whole rows of the 4H = "
+            f"{4 * layer.hidden_size} gate rows and a hidden unit's four gates must finish "
             f"together, so lanes must be 1, 2 or a multiple of 4 that divides 4H; choose one "
-            f"of {ok}"
+            f"of {ok} ([{name}.hardware] lanes)"
         )
     return lanes
 
@@ -50,16 +47,16 @@ class Schedule:
     pipeline_depth: int
 
     @classmethod
-    def of(cls, qmodel: QuantizedModel, lanes: int) -> Schedule:
-        lanes = check_lanes(qmodel, lanes)
-        h, k = qmodel.hidden_size, qmodel.input_size + qmodel.hidden_size
+    def of(cls, layer: LstmLayer, lanes: int, *, name: str = "lstm1") -> Schedule:
+        lanes = check_lanes(layer, lanes, name=name)
+        h, k = layer.hidden_size, layer.input_size + layer.hidden_size
         return cls(
             lanes=lanes,
             groups=4 * h // lanes,
             columns=k,
             cell_units=max(1, lanes // 4),
             min_cycles=math.ceil(4 * h * k / lanes),
-            pipeline_depth=GateMacLane.latency + CellUpdate.latency_for(qmodel) + 1,
+            pipeline_depth=GateMacLane.latency + CellUpdate.latency_for(layer) + 1,
         )
 
     @property
@@ -78,8 +75,9 @@ class Schedule:
         return self.cycles_per_step + 2
 
     def hardware(self) -> dict:
-        """The manifest's ``hardware`` section."""
+        """This layer's entry in the manifest's ``hardware.layers``."""
         return {
+            "kind": "lstm",
             "lanes": self.lanes,
             "cell_units": self.cell_units,
             "cycles_per_step": self.cycles_per_step,
@@ -87,23 +85,19 @@ class Schedule:
             "mac_cycles_per_step": self.mac_cycles,
             "min_cycles_per_step": self.min_cycles,
             "pipeline_depth": self.pipeline_depth,
-            "interface": "axi4-stream",
-            "clock": "clk",
-            "reset": "rst (synchronous, active high)",
         }
 
 
 class LstmCore(wiring.Component):
-    """The LSTM of SPEC §2 behind the AXI4-Stream ports of SPEC §5.
+    """One LSTM layer of SPEC §2 between two streams (:func:`hdl.fixed.vector_stream`).
 
-    Ports (all in the ``sync`` domain, Verilog ``clk`` and synchronous ``rst``):
-    ``s_axis_tdata`` (``I * W_x`` bits, element k in bits ``[k*W_x +: W_x]``),
-    ``s_axis_tvalid``, ``s_axis_tready``, ``s_axis_tlast`` (one beat per step, tlast on a
-    sequence's last step); ``m_axis_tdata`` (``H * W_h`` bits), ``m_axis_tvalid``,
-    ``m_axis_tready``, ``m_axis_tlast``: one beat per step with ``output == "sequence"``
-    (tlast on the last step), one beat with ``h_T`` per sequence with ``"last"``. After a
-    step with tlast the state is zero again. All ``m_axis_*`` outputs come straight from
-    registers, ``s_axis_tready`` from a register and ``rst`` (low while in reset).
+    ``i``: one beat per step, ``data`` = ``x_t`` (``I`` codes of ``x``), ``last`` on a
+    sequence's last step. ``o``: ``h`` codes (``H`` codes of ``h``): one beat per step with
+    ``output == "sequence"`` (``last`` on the last step), one beat with ``h_T`` per sequence
+    with ``"last"``. After a step with ``last`` the state is zero again. ``o.valid``,
+    ``o.payload`` come straight from registers, ``i.ready`` from a register and ``rst`` (low
+    while in reset). The core knows nothing of the layers around it
+    (:class:`hdl.network.NetworkCore` composes the chain).
 
     Schedule: ``lanes`` = P :class:`hdl.mac.GateMacLane` s each own ``4H / P`` gate rows
     (unit-major: row group k of lane l is gate ``(kP + l) % 4`` of unit ``(kP + l) // 4``)
@@ -119,47 +113,62 @@ class LstmCore(wiring.Component):
     (:class:`Schedule`). Output back-pressure stalls the step's end; input beats wait in a
     one-beat holding register.
 
-    For a testbench, these signals of the top module keep their names in the Verilog (they
-    cost nothing after synthesis: nothing reads them). For each cell update ``u`` (0 to
-    ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is high, ``trace<u>_unit`` is the
-    hidden unit j that just finished and ``trace<u>_pre_i``, ``_pre_f``, ``_pre_g``, ``_pre_o``
-    (after its peephole term), ``_i``, ``_f``, ``_g``, ``_o``, ``_c``, ``_tanh_cell``,
-    ``_h`` are its codes of this step, as in :func:`model.lstm.run_fixed`'s trace.
-    ``cell_state_<j>`` and ``h_state_<j>`` hold ``c_{t-1}``, ``h_{t-1}`` of the running step,
-    ``h_work_<j>`` collects ``h_t``; ``step_start`` and ``step_commit`` pulse when a step
-    begins and ends. Submodules: ``lane<l>`` (MAC lanes), ``cell<u>`` (cell updates).
+    ``probe`` (for a testbench; nothing reads it, so it costs nothing after synthesis): for
+    each cell update ``u`` (0 to ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is
+    high, ``trace<u>_unit`` is the hidden unit j that just finished and ``trace<u>_pre_i``,
+    ``_pre_f``, ``_pre_g``, ``_pre_o`` (after its peephole term), ``_i``, ``_f``, ``_g``,
+    ``_o``, ``_c``, ``_tanh_cell``, ``_h`` are its codes of this step, as in
+    :func:`model.lstm.lstm_fixed`'s trace. ``cell_state_<j>`` and ``h_state_<j>`` hold
+    ``c_{t-1}``, ``h_{t-1}`` of the running step; ``step_start`` and ``step_commit`` pulse
+    when a step begins and ends. Submodules: ``lane<l>`` (MAC lanes), ``cell<u>`` (cell
+    updates).
     """
 
-    def __init__(self, *, qmodel: QuantizedModel, lanes: int = 1):
-        if not isinstance(qmodel, QuantizedModel):
-            raise TypeError(f"qmodel must be a model.qmodel.QuantizedModel, not {qmodel!r}")
-        self._qm = qmodel
-        try:
-            self._lanes = check_lanes(qmodel, lanes)
-        except ValueError:
-            self._MustUse__silence = True  # a rejected core is not an unused one
-            raise
-        self._probes = {}
-        wx = qmodel.formats["x"].width
-        wh = qmodel.formats["h"].width
+    def __init__(self, layer: LstmLayer, *, lanes: int = 1, output: str = "sequence",
+                 name: str = "lstm1"):  # fmt: skip
+        self._MustUse__silence = True  # until built: a rejected core is not an unused one
+        if not isinstance(layer, LstmLayer):
+            raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
+        if output not in ("sequence", "last"):
+            raise ValueError(f"output must be 'sequence' or 'last', not {output!r}")
+        self._layer = layer
+        self._output = output
+        self._name = name
+        self._lanes = check_lanes(layer, lanes, name=name)
+        f = layer.formats
+        h = layer.hidden_size
+        shapes = {name: f["preact"] for name in ("pre_i", "pre_f", "pre_g", "pre_o")}
+        shapes.update({name: f["gate"] for name in ("i", "f", "o")})
+        shapes.update({"g": f["cand"], "tanh_cell": f["tanh_cell"], "c": f["cell"], "h": f["h"]})
+        probes = {}
+        for u in range(self.schedule.cell_units):
+            probes[f"trace{u}_valid"] = Out(1)
+            probes[f"trace{u}_unit"] = Out(unsigned(bits_for(h - 1)))
+            for k in (*TRACE, "c", "h"):
+                probes[f"trace{u}_{k}"] = Out(fmt_shape(shapes[k]))
+        for j in range(h):
+            probes[f"cell_state_{j}"] = Out(fmt_shape(f["cell"]))
+            probes[f"h_state_{j}"] = Out(fmt_shape(f["h"]))
+        probes["step_start"] = Out(1)
+        probes["step_commit"] = Out(1)
         super().__init__(
             {
-                "s_axis_tdata": In(qmodel.input_size * wx),
-                "s_axis_tvalid": In(1),
-                "s_axis_tready": Out(1),
-                "s_axis_tlast": In(1),
-                "m_axis_tdata": Out(qmodel.hidden_size * wh),
-                "m_axis_tvalid": Out(1),
-                "m_axis_tready": In(1),
-                "m_axis_tlast": Out(1),
+                "i": In(vector_stream(layer.input_size, f["x"])),
+                "o": Out(vector_stream(h, f["h"])),
+                "probe": Out(wiring.Signature(probes)),
             }
         )
+        self._MustUse__silence = False
 
     # ------------------------------------------------------------------ the schedule
 
     @property
-    def qmodel(self) -> QuantizedModel:
-        return self._qm
+    def layer(self) -> LstmLayer:
+        return self._layer
+
+    @property
+    def output(self) -> str:
+        return self._output
 
     @property
     def lanes(self) -> int:
@@ -167,7 +176,7 @@ class LstmCore(wiring.Component):
 
     @property
     def schedule(self) -> Schedule:
-        return Schedule.of(self._qm, self._lanes)
+        return Schedule.of(self._layer, self._lanes, name=self._name)
 
     @property
     def cycles_per_step(self) -> int:
@@ -178,31 +187,26 @@ class LstmCore(wiring.Component):
         return self.schedule.latency
 
     def hardware(self) -> dict:
-        """The manifest's ``hardware`` section for this core."""
+        """This layer's entry of the manifest's ``hardware.layers``."""
         return self.schedule.hardware()
 
     def _row(self, group: int, lane: int) -> tuple[int, int, int]:
         """(model row, unit, gate) of lane ``lane`` in row group ``group``."""
         r = group * self._lanes + lane
         unit, gate = divmod(r, 4)
-        return gate * self._qm.hidden_size + unit, unit, gate
-
-    @property
-    def probes(self) -> dict:
-        """The ``trace<u>_*`` signals by name, once elaborated (for the Amaranth simulator)."""
-        return dict(self._probes)
+        return gate * self._layer.hidden_size + unit, unit, gate
 
     # ------------------------------------------------------------------ the circuit
 
     def elaborate(self, platform):
-        qm = self._qm
+        qm = self._layer
         f = qm.formats
         n_in, h = qm.input_size, qm.hidden_size
         sch = self.schedule
         p, g_len, k_len, u_len = self._lanes, sch.groups, sch.columns, sch.cell_units
         per_unit = max(1, 4 // p)  # row groups per hidden unit when P < 4
         m = Module()
-        self._probes = {}
+        probe = self.probe
 
         # ---- state
         x_shape, h_shape, c_shape = fmt_shape(f["x"]), fmt_shape(f["h"]), fmt_shape(f["cell"])
@@ -211,9 +215,14 @@ class LstmCore(wiring.Component):
         x_next_last = Signal(name="x_next_last")
         x_cur = [Signal(x_shape, name=f"x_cur_{k}") for k in range(n_in)]
         cur_last = Signal(name="cur_last")
-        h_state = [Signal(h_shape, name=f"h_state_{j}") for j in range(h)]
+        h_state = [Signal(h_shape, name=f"h_prev_{j}") for j in range(h)]
         h_work = [Signal(h_shape, name=f"h_work_{j}") for j in range(h)]
-        cell_state = [Signal(c_shape, name=f"cell_state_{j}") for j in range(h)]
+        cell_state = [Signal(c_shape, name=f"c_prev_{j}") for j in range(h)]
+        for j in range(h):
+            m.d.comb += [
+                getattr(probe, f"cell_state_{j}").eq(cell_state[j]),
+                getattr(probe, f"h_state_{j}").eq(h_state[j]),
+            ]
         busy = Signal(name="busy")
         issuing = Signal(name="issuing")
         addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
@@ -223,12 +232,12 @@ class LstmCore(wiring.Component):
 
         # ---- input holding register: tready comes from a register
         # (low during reset too: a beat offered then would be lost)
-        m.d.comb += self.s_axis_tready.eq(~x_next_valid & ~ResetSignal())
-        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+        m.d.comb += self.i.ready.eq(~x_next_valid & ~ResetSignal())
+        with m.If(self.i.valid & self.i.ready):
             wx = f["x"].width
             for k in range(n_in):
-                m.d.sync += x_next[k].eq(self.s_axis_tdata[k * wx : (k + 1) * wx])
-            m.d.sync += [x_next_valid.eq(1), x_next_last.eq(self.s_axis_tlast)]
+                m.d.sync += x_next[k].eq(self.i.payload.data[k * wx : (k + 1) * wx])
+            m.d.sync += [x_next_valid.eq(1), x_next_last.eq(self.i.payload.last)]
 
         # ---- the MAC lanes: one column of [x_t ; h_{t-1}] per cycle, shared by all lanes
         opw = operand_width(qm)
@@ -237,7 +246,7 @@ class LstmCore(wiring.Component):
         lanes = []
         for lane in range(p):
             rows = [self._row(k, lane)[0] for k in range(g_len)]
-            m.submodules[f"lane{lane}"] = mac = GateMacLane(qmodel=qm, rows=rows)
+            m.submodules[f"lane{lane}"] = mac = GateMacLane(layer=qm, rows=rows)
             lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
@@ -267,7 +276,7 @@ class LstmCore(wiring.Component):
         phase = slot[: (per_unit - 1).bit_length()] if per_unit > 1 else 0
         cells = []
         for u in range(u_len):
-            m.submodules[f"cell{u}"] = cell = CellUpdate(qmodel=qm)
+            m.submodules[f"cell{u}"] = cell = CellUpdate(layer=qm)
             cells.append(cell)
             ci = cell.i.payload
             for gate, name in enumerate(("pre_i", "pre_f", "pre_g", "pre_o")):
@@ -293,9 +302,7 @@ class LstmCore(wiring.Component):
             shown = {"valid": cell.o.valid, "unit": res.unit, "c": res.c, "h": res.h}
             shown.update({name: getattr(cell, f"trace_{name}") for name in TRACE})
             for name, value in shown.items():
-                probe = Signal(value.shape(), name=f"trace{u}_{name}")
-                m.d.comb += probe.eq(value)
-                self._probes[f"trace{u}_{name}"] = probe
+                m.d.comb += getattr(probe, f"trace{u}_{name}").eq(value)
             for j in range(h):
                 if j % u_len != u:
                     continue
@@ -305,16 +312,18 @@ class LstmCore(wiring.Component):
             m.d.sync += done.eq(done + u_len)
 
         # ---- the end of a step: commit the state, offer h_t, start the next step
-        emit = Const(1, 1) if qm.output == "sequence" else cur_last
-        out_free = ~self.m_axis_tvalid | self.m_axis_tready
+        emit = Const(1, 1) if self._output == "sequence" else cur_last
+        out_free = ~self.o.valid | self.o.ready
         commit = Signal(name="step_commit")
         start = Signal(name="step_start")
         m.d.comb += [
             commit.eq(busy & ~issuing & (done == h) & (out_free | ~emit)),
             start.eq((~busy | commit) & x_next_valid),
+            probe.step_commit.eq(commit),
+            probe.step_start.eq(start),
         ]
-        with m.If(self.m_axis_tvalid & self.m_axis_tready):
-            m.d.sync += self.m_axis_tvalid.eq(0)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
         with m.If(commit):
             m.d.sync += [done.eq(0), busy.eq(0)]
             for j in range(h):
@@ -323,9 +332,9 @@ class LstmCore(wiring.Component):
                 m.d.sync += [v.eq(0) for v in (*h_state, *cell_state)]
             with m.If(emit):
                 m.d.sync += [
-                    self.m_axis_tdata.eq(Cat(*h_work)),
-                    self.m_axis_tvalid.eq(1),
-                    self.m_axis_tlast.eq(cur_last),
+                    self.o.payload.data.eq(Cat(*h_work)),
+                    self.o.valid.eq(1),
+                    self.o.payload.last.eq(cur_last),
                 ]
         with m.If(start):
             m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]

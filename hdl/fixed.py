@@ -8,6 +8,7 @@ O rule. Every narrowing in ``hdl/`` goes through it.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 
 from model.formats import Format
@@ -21,6 +22,13 @@ def fmt_shape(fmt: Format) -> Shape:
 def signed_width(fmt: Format) -> int:
     """Width of a signed shape that holds every code of ``fmt``."""
     return fmt.width if fmt.signed else fmt.width + 1
+
+
+def vector_stream(size: int, fmt: Format) -> stream.Signature:
+    """The stream between layers: one vector of ``size`` codes of ``fmt`` per beat (element k
+    in bits ``[k*W +: W]`` of ``data``, as SPEC §5 packs it) and ``last`` (a sequence's last
+    beat, AXI4-Stream's ``tlast``)."""
+    return stream.Signature(data.StructLayout({"data": unsigned(size * fmt.width), "last": 1}))
 
 
 def bits_for(n: int) -> int:

@@ -7,20 +7,20 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import Rom, bits_for, fmt_shape, round_into, signed_width
-from model.qmodel import QuantizedModel, exact_sum
+from model.qmodel import LstmLayer, exact_sum
 
 
-def operand_width(qm: QuantizedModel) -> int:
+def operand_width(qm: LstmLayer) -> int:
     """Width of the signed operand bus that carries either an ``x`` or an ``h`` code."""
     return max(signed_width(qm.formats["x"]), signed_width(qm.formats["h"]))
 
 
-def coef_width(qm: QuantizedModel) -> int:
+def coef_width(qm: LstmLayer) -> int:
     """Width of the signed weight ROM word that holds either a ``w`` or an ``r`` code."""
     return max(signed_width(qm.formats["w"]), signed_width(qm.formats["r"]))
 
 
-def preact_sum(qm: QuantizedModel) -> tuple[int, int]:
+def preact_sum(qm: LstmLayer) -> tuple[int, int]:
     """(fractional bits, signed width) of the exact pre-activation sum (SPEC §2)."""
     return exact_sum(qm.sums()["preact"])
 
@@ -47,20 +47,20 @@ class GateMacLane(wiring.Component):
 
     latency = 4
 
-    def __init__(self, *, qmodel: QuantizedModel, rows):
-        if not isinstance(qmodel, QuantizedModel):
-            raise TypeError(f"qmodel must be a model.qmodel.QuantizedModel, not {qmodel!r}")
+    def __init__(self, *, layer: LstmLayer, rows):
+        if not isinstance(layer, LstmLayer):
+            raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
         rows = [int(r) for r in rows]
-        h4 = 4 * qmodel.hidden_size
+        h4 = 4 * layer.hidden_size
         if not rows or any(not 0 <= r < h4 for r in rows):
             raise ValueError(f"rows must be a non-empty list of gate rows in [0, {h4}), not {rows}")
-        self._qm = qmodel
+        self._qm = layer
         self._rows = tuple(rows)
-        k = qmodel.input_size + qmodel.hidden_size
-        h = qmodel.hidden_size
-        self._peep = qmodel.peephole and any(r < 2 * h for r in rows)
-        cell_shape = fmt_shape(qmodel.formats["cell"])
-        frac, acc_w = preact_sum(qmodel)
+        k = layer.input_size + layer.hidden_size
+        h = layer.hidden_size
+        self._peep = layer.peephole and any(r < 2 * h for r in rows)
+        cell_shape = fmt_shape(layer.formats["cell"])
+        frac, acc_w = preact_sum(layer)
         self._acc_frac = frac
         self._acc_w = acc_w
         self._beat = beat = data.StructLayout(
@@ -70,14 +70,14 @@ class GateMacLane(wiring.Component):
                 "first": 1,
                 "last": 1,
                 "is_h": 1,
-                "operand": signed(operand_width(qmodel)),
+                "operand": signed(operand_width(layer)),
                 "cell": cell_shape,
             }
         )
         result = data.StructLayout(
             {
                 "slot": unsigned(bits_for(len(rows) - 1)),
-                "preact": fmt_shape(qmodel.formats["preact"]),
+                "preact": fmt_shape(layer.formats["preact"]),
                 "acc": signed(acc_w),
             }
         )

@@ -3,76 +3,129 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 
-from model.config import load_config
-from model.lstm import quantize_input, run_fixed, run_float
-
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("manifest", help="write the SPEC §4 manifest of a config")
+    p = sub.add_parser("manifest", help="write the manifest (the quantized network as integers)")
     p.add_argument("config", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="manifest .json to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,  # a str: Path() would drop the trailing / that says "a folder"
+        help="manifest .json to write; a folder (existing, or ending in /) gets NAME.manifest.json",
+    )
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("infer", help="run the bit-accurate model over a batch of sequences")
     p.add_argument("config", type=Path)
-    p.add_argument("--input", type=Path, required=True, help=".npy of [N, T, I] inputs")
-    p.add_argument("--output", type=Path, required=True, help=".npz to write")
+    p.add_argument("--input", type=Path, required=True, help=".npy of [N, T, I] float inputs")
+    p.add_argument("--output", type=Path, required=True, help=".npz to write (.npz is added)")
     p.add_argument("--codes", action="store_true", help="the input holds integer x codes")
     p.add_argument("--float", action="store_true", help="also run the float64 reference")
     p.set_defaults(func=cmd_infer)
 
 
+#: what an overflowing weight became, by the format's O mode
+_OVERFLOW_WORD = {
+    "WRAP": "wrapped (sign flipped)",
+    "SAT": "saturated",
+    "SAT_SYM": "saturated",
+    "SAT_ZERO": "set to zero",
+}
+
+
 def report_weights(cfg) -> None:
-    for k, v in cfg.weight_overflow.items():
+    """Warn about weights that did not fit their format, naming the layer and the tensor."""
+    for key, v in cfg.weight_overflow.items():
         if v:
-            print(f"warning: {v} weight(s) of {k!r} do not fit {cfg.formats[k]} and were clipped")
+            lname, tensor = key.split(".")
+            fmt = cfg.layer_formats(lname)[tensor]
+            print(
+                f"warning: {v} weight(s) of {key} do not fit {fmt} and were {_OVERFLOW_WORD[fmt.o]}"
+            )
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
+    from model.config import load_config
+    from model.paths import writable_dir, writable_file
+
     cfg = load_config(args.config)
-    qm = cfg.qmodel
+    out = Path(args.output)
+    if out.is_dir() or args.output.endswith(("/", os.sep)):
+        out = writable_dir(out, what="manifest folder") / f"{cfg.name}.manifest.json"
+    out = writable_file(out, what="manifest")
+    net = cfg.network
     report_weights(cfg)
-    path = qm.write_manifest(args.output)
+    path = net.write_manifest(out)
     print(f"wrote {path}")
     return 0
 
 
-def load_input(path: Path, *, codes: bool, qm) -> tuple[np.ndarray, np.ndarray | None]:
+def load_input(path: Path, *, codes: bool, net) -> tuple[np.ndarray, np.ndarray | None]:
     """(x codes, float x or None) from an .npy file."""
+    from model.network import quantize_input
+
+    if path.suffix != ".npy":
+        raise ValueError(
+            f"--input {path.name} is not an .npy file; save the inputs with "
+            f"numpy.save('x.npy', x), x of shape [N, T, I]"
+        )
     arr = np.load(path, allow_pickle=False)
     if codes:
         if arr.dtype.kind not in "iu":
             raise ValueError(f"--codes needs integer codes in {path.name}, not dtype {arr.dtype}")
-        return qm.formats["x"].check_codes(arr, what=f"{path.name}"), None
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{path.name} must hold numbers, not dtype {arr.dtype}")
-    x_codes, n_over = quantize_input(qm, arr)
+        return net.in_fmt.check_codes(arr, what=f"{path.name}"), None
+    if arr.dtype.kind in "iu":
+        raise ValueError(
+            f"{path.name} holds integers (dtype {arr.dtype}): if they are codes of the input "
+            f"format {net.in_fmt}, add --codes; if they are values, save them as floats"
+        )
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{path.name} must hold float values, not dtype {arr.dtype}")
+    x_codes, n_over = quantize_input(net, arr)
     if n_over:
-        print(f"warning: {n_over} input value(s) do not fit {qm.formats['x']} and were clipped")
+        print(f"warning: {n_over} input value(s) do not fit {net.in_fmt} and were clipped")
     return x_codes, arr.astype(np.float64)
 
 
-def cmd_infer(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    qm = cfg.qmodel
-    report_weights(cfg)
-    x_codes, x_float = load_input(args.input, codes=args.codes, qm=qm)
-    res = run_fixed(qm, x_codes)
-    out = {"h_codes": res.h_codes, "h": qm.formats["h"].codes_to_values(res.h_codes)}
-    if args.float:
+def infer_arrays(cfg, x_codes, x_float=None, *, with_float: bool = False) -> tuple[dict, object]:
+    """The arrays ``infer`` writes: ``y_codes``, ``y`` (and ``y_float``), and each LSTM
+    layer's ``h`` codes as ``<layer>_h_codes``; with the run's result."""
+    from model.network import run_fixed, run_float
+
+    net = cfg.network
+    res = run_fixed(net, x_codes)
+    out = {"y_codes": res.y_codes, "y": net.out_fmt.codes_to_values(res.y_codes)}
+    for name, layer, lres in zip(net.layer_names, net.layers, res.layers):
+        if layer.kind == "lstm":
+            out[f"{name}_h_codes"] = lres.codes
+    if with_float:
         # the float reference sees the input as given, so its error includes the input's
-        x_vals = qm.formats["x"].codes_to_values(x_codes) if x_float is None else x_float
-        out["h_float"] = run_float(cfg.float_model, x_vals, output=qm.output)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.output, **out)
+        x_vals = net.in_fmt.codes_to_values(x_codes) if x_float is None else x_float
+        out["y_float"] = run_float(cfg.float_model, x_vals, output=net.output)
+    return out, res
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from model.config import load_config
+    from model.paths import writable_file
+
+    output = writable_file(args.output, what="--output", suffix=".npz")
+    cfg = load_config(args.config)
+    net = cfg.network
+    report_weights(cfg)
+    x_codes, x_float = load_input(args.input, codes=args.codes, net=net)
+    out, res = infer_arrays(cfg, x_codes, x_float, with_float=args.float)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(output, **out)
     over = ", ".join(f"{k} {v}" for k, v in res.overflow.items() if v) or "none"
     print(f"{x_codes.shape[0]} sequences x {x_codes.shape[1]} steps; overflows: {over}")
     if args.float:
-        err = np.abs(out["h"] - out["h_float"])
-        print(f"h against float: max abs error {err.max():.3g}, mean {err.mean():.3g}")
-    print(f"wrote {args.output}")
+        err = np.abs(out["y"] - out["y_float"])
+        print(f"output against float: max abs error {err.max():.3g}, mean {err.mean():.3g}")
+    print(f"wrote {output}")
     return 0

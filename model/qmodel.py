@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -337,16 +337,16 @@ class QuantizedNetwork:
             raise ValueError(f"output must be 'sequence' or 'last', not {self.output!r}")
         if not self.layers or not isinstance(self.layers[0], LstmLayer):
             raise ValueError("a network starts with at least one LSTM layer")
-        names = self.layer_names
-        seen_dense = False
         for k, layer in enumerate(self.layers):
             if not isinstance(layer, LstmLayer | DenseLayer):
                 raise TypeError(f"layer {k} is a {type(layer).__name__}, not a layer")
-            seen_dense |= layer.kind == "dense"
-            if seen_dense and layer.kind == "lstm":
-                raise ValueError(f"{names[k]} follows a dense layer; LSTM layers come first")
-            if k == 0:
-                continue
+        names = self.layer_names
+        kinds = [layer.kind for layer in self.layers]
+        first_dense = kinds.index("dense") if "dense" in kinds else len(kinds)
+        if "lstm" in kinds[first_dense:]:
+            late = names[first_dense + kinds[first_dense:].index("lstm")]
+            raise ValueError(f"{late} follows a dense layer; LSTM layers come first")
+        for k, layer in enumerate(self.layers[1:], start=1):
             below = self.layers[k - 1]
             if layer.input_size != below.output_size:
                 raise ValueError(

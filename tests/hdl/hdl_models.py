@@ -1,4 +1,4 @@
-"""Small quantized models for the hardware tests, built from codes (no config file)."""
+"""Small quantized layers and networks for the hardware tests, built from codes (no config)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 
 from model.formats import parse_format
 from model.pwl import hard_table, plan_table, uniform_table
-from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, QuantizedModel
+from model.qmodel import (
+    ACTIVATIONS,
+    DEFAULT_FORMATS,
+    DENSE_DEFAULT_FORMATS,
+    DenseLayer,
+    LstmLayer,
+    QuantizedNetwork,
+)
 
 #: unusual modes and widths on every quantization point: signed and unsigned, all O rules
 ODD_FORMATS = {
@@ -24,22 +31,22 @@ ODD_FORMATS = {
 }
 
 
-def make_qmodel(
+def make_layer(
     input_size=3,
     hidden_size=4,
     *,
     peephole=False,
-    output="sequence",
     formats=None,
     table="uniform",
-    lanes=1,
     seed=0,
-    name="lstm_t",
     scale=0.8,
-) -> QuantizedModel:
-    """A random LSTM with weights large enough to reach saturation now and then."""
+    x_format=None,
+) -> LstmLayer:
+    """A random LSTM layer with weights large enough to reach saturation now and then."""
     rng = np.random.default_rng(seed)
     fm = {k: parse_format(v) for k, v in (formats or DEFAULT_FORMATS).items()}
+    if x_format is not None:
+        fm["x"] = parse_format(x_format)
     i, h = input_size, hidden_size
     tables = {}
     for act, (src, dst, func) in ACTIVATIONS.items():
@@ -49,8 +56,7 @@ def make_qmodel(
             tables[act] = hard_table(func, fm[src], fm[dst])
         else:
             tables[act] = uniform_table(func, fm[src], fm[dst], range_log2=3, segments=32)
-    return QuantizedModel(
-        name,
+    return LstmLayer(
         i,
         h,
         fm,
@@ -59,13 +65,78 @@ def make_qmodel(
         fm["b"].from_float(rng.normal(size=4 * h) * 0.5),
         tables,
         p=fm["p"].from_float(rng.normal(size=3 * h) * 0.5) if peephole else None,
-        output=output,
-        hardware={"lanes": lanes},
     )
 
 
-def random_inputs(qm: QuantizedModel, lengths, *, seed=1, scale=2.5) -> list[np.ndarray]:
+def make_dense(input_size, output_size, in_fmt, *, activation="linear", formats=None,
+               seed=0, scale=0.8) -> DenseLayer:  # fmt: skip
+    """A random dense layer reading codes of ``in_fmt``."""
+    rng = np.random.default_rng(seed)
+    fm = {k: parse_format(v) for k, v in (formats or DENSE_DEFAULT_FORMATS).items()}
+    return DenseLayer(
+        input_size,
+        output_size,
+        activation,
+        fm,
+        fm["w"].from_float(rng.normal(size=(output_size, input_size)) * scale),
+        fm["b"].from_float(rng.normal(size=output_size) * 0.5),
+        in_fmt,
+    )
+
+
+def make_qmodel(
+    input_size=3,
+    hidden_size=4,
+    *,
+    output="sequence",
+    lanes=1,
+    name="lstm_t",
+    **opts,
+) -> QuantizedNetwork:
+    """A one-layer network (what version 1 called a quantized model)."""
+    layer = make_layer(input_size, hidden_size, **opts)
+    return QuantizedNetwork(name, [layer], output=output, hardware={"lanes": lanes})
+
+
+def make_network(
+    input_size,
+    hidden,
+    dense=(),
+    *,
+    output="sequence",
+    peephole=(),
+    activations=(),
+    formats=(),
+    dense_formats=(),
+    table="uniform",
+    hardware=None,
+    seed=0,
+    name="net_t",
+) -> QuantizedNetwork:
+    """LSTM layers of sizes ``hidden``, then dense layers of sizes ``dense``; per-layer
+    options are sequences (missing entries: defaults)."""
+    layers = []
+    n_in, below = input_size, None
+    for k, h in enumerate(hidden):
+        fm = formats[k] if k < len(formats) else None
+        x_fmt = str(below.out_fmt) if below is not None else None
+        peep = peephole[k] if k < len(peephole) else False
+        layer = make_layer(n_in, h, peephole=peep, formats=fm, table=table, seed=seed + 7 * k,
+                           x_format=x_fmt)  # fmt: skip
+        layers.append(layer)
+        n_in, below = h, layer
+    for k, n in enumerate(dense):
+        act = activations[k] if k < len(activations) else "linear"
+        fm = dense_formats[k] if k < len(dense_formats) else None
+        layer = make_dense(n_in, n, below.out_fmt, activation=act, formats=fm,
+                           seed=seed + 100 + k)  # fmt: skip
+        layers.append(layer)
+        n_in, below = n, layer
+    return QuantizedNetwork(name, layers, output=output, hardware=hardware or {"lanes": 1})
+
+
+def random_inputs(qm: QuantizedNetwork, lengths, *, seed=1, scale=2.5) -> list[np.ndarray]:
     """One array of x codes [T, I] per sequence length."""
     rng = np.random.default_rng(seed)
-    fx = qm.formats["x"]
+    fx = qm.in_fmt
     return [fx.from_float(rng.normal(size=(t, qm.input_size)) * scale) for t in lengths]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from hdl_models import ODD_FORMATS, make_qmodel
+from hdl_models import ODD_FORMATS, make_layer
 
 from hdl.cell import TRACE, CellUpdate
 from hdl.mac import preact_sum
@@ -39,7 +39,7 @@ def reference(qm, unit, pre_i, pre_f, pre_g, pre_o, c_prev):
 @pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
 @pytest.mark.parametrize("formats", [None, ODD_FORMATS], ids=["spec", "odd"])
 def test_random_operands(peephole, formats):
-    qm = make_qmodel(2, 5, peephole=peephole, formats=formats, seed=4)
+    qm = make_layer(2, 5, peephole=peephole, formats=formats, seed=4)
     rng = np.random.default_rng(7)
     pre, cell = qm.formats["preact"], qm.formats["cell"]
     n = 600
@@ -57,7 +57,7 @@ def test_random_operands(peephole, formats):
         ops.append((unit, *pres, o_in, int(rng.integers(cell.code_min, cell.code_max + 1))))
     want = [reference(qm, *op) for op in ops]
 
-    dut = CellUpdate(qmodel=qm)
+    dut = CellUpdate(layer=qm)
     got = []
     fed_at = []  # the cycle of each operand, to check the latency
     watch = [dut.o.valid, dut.o.payload.unit, dut.o.payload.c, dut.o.payload.h]

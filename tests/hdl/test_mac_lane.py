@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from hdl_models import ODD_FORMATS, make_qmodel
+from hdl_models import ODD_FORMATS, make_layer
 
 from hdl.mac import GateMacLane, preact_sum
 from model.formats import quantize
@@ -23,7 +23,7 @@ def naive_sum(qm, row, x, h, c):
 
 @pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
 def test_rows_back_to_back(peephole):
-    qm = make_qmodel(3, 4, peephole=peephole, formats=ODD_FORMATS, scale=3.0, seed=2)
+    qm = make_layer(3, 4, peephole=peephole, formats=ODD_FORMATS, scale=3.0, seed=2)
     rows = [0, 5, 9, 14, 3]  # i, f, g, o rows of different units
     rng = np.random.default_rng(6)
     fx, fh, fc = qm.formats["x"], qm.formats["h"], qm.formats["cell"]
@@ -34,7 +34,7 @@ def test_rows_back_to_back(peephole):
         c = int(rng.integers(fc.code_min, fc.code_max + 1))
         jobs.append((rows.index(row), row, [*x, *h], c, naive_sum(qm, row, x, h, c)))
     frac, _ = preact_sum(qm)
-    dut = GateMacLane(qmodel=qm, rows=rows)
+    dut = GateMacLane(layer=qm, rows=rows)
     k_len = qm.input_size + qm.hidden_size
     got = []
 

@@ -1,0 +1,363 @@
+"""The dense layer of SPEC §2b: a stream of vectors in, P MAC lanes, a stream of vectors out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.fixed import Rom, bits_for, fmt_shape, pick, round_into, vector_stream
+from model.qmodel import DenseLayer, exact_sum
+
+
+def valid_dense_lanes(output_size: int) -> list[int]:
+    """Lane counts a dense core can build: the divisors of its output size (each lane owns
+    the same number of output rows, so every lane finishes a step in the same cycle)."""
+    return [p for p in range(1, output_size + 1) if output_size % p == 0]
+
+
+def check_dense_lanes(layer: DenseLayer, lanes, *, name: str = "dense1") -> int:
+    """``lanes`` as an int, or a ValueError that names the layer and the counts that work."""
+    ok = valid_dense_lanes(layer.output_size)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes not in ok:
+        raise ValueError(
+            f"{name}: lanes = {lanes!r} cannot be built for output_size {layer.output_size}: "
+            f"each lane owns the same number of output rows, so lanes must divide "
+            f"{layer.output_size}; choose one of {ok} ([{name}.hardware] lanes)"
+        )
+    return lanes
+
+
+def out_sum(layer: DenseLayer) -> tuple[int, int]:
+    """(fractional bits, signed width) of the exact sum ``W u + b`` (SPEC §2b)."""
+    return exact_sum(layer.sums()["out"])
+
+
+class DenseMacLane(wiring.Component):
+    """``act(W u + b)`` of a few output rows, one row after another, rounded once into ``out``.
+
+    For each row the lane takes ``K`` (the layer's input size) beats on ``i``: ``operand`` is
+    element ``column`` of ``u`` (the layer's input format), ``addr`` the beat's place in the
+    lane's weight ROM (``row_slot * K + column``), ``slot`` the row's place in ``rows``,
+    ``first``/``last`` the row's first and last column. The sum starts from the bias and
+    takes every product exactly; ``o`` then carries ``slot``, ``acc`` (the exact sum at
+    :func:`out_sum` fractional bits, before the activation) and ``out`` (relu, if the layer
+    has it, then one rounding into ``out``).
+
+    Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency` (4)
+    cycles after the beat with ``last``; rows may follow each other with no gap.
+    """
+
+    latency = 4
+
+    def __init__(self, *, layer: DenseLayer, rows):
+        if not isinstance(layer, DenseLayer):
+            raise TypeError(f"layer must be a model.qmodel.DenseLayer, not {layer!r}")
+        rows = [int(r) for r in rows]
+        n = layer.output_size
+        if not rows or any(not 0 <= r < n for r in rows):
+            raise ValueError(f"rows must be a non-empty list of rows in [0, {n}), not {rows}")
+        self._layer = layer
+        self._rows = tuple(rows)
+        k = layer.input_size
+        self._acc_frac, self._acc_w = out_sum(layer)
+        self._beat = beat = data.StructLayout(
+            {
+                "addr": unsigned(bits_for(len(rows) * k - 1)),
+                "slot": unsigned(bits_for(len(rows) - 1)),
+                "first": 1,
+                "last": 1,
+                "operand": fmt_shape(layer.in_fmt),
+            }
+        )
+        result = data.StructLayout(
+            {
+                "slot": unsigned(bits_for(len(rows) - 1)),
+                "out": fmt_shape(layer.out_fmt),
+                "acc": signed(self._acc_w),
+            }
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(beat, always_ready=True)),
+                "o": Out(stream.Signature(result, always_ready=True)),
+            }
+        )
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return self._rows
+
+    def elaborate(self, platform):
+        la = self._layer
+        f = la.formats
+        m = Module()
+        beat = self.i.payload
+
+        coefs = [int(v) for r in self._rows for v in la.w[r]]
+        rd_w = Rom(m, "weights", fmt_shape(f["w"]), coefs)
+        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [la.b[r] for r in self._rows])
+        m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
+
+        # stage 1: ROM words arrive; the beat's fields are registered alongside
+        s1 = Signal(self._beat, name="s1")
+        v1 = Signal(name="v1")
+        m.d.sync += [s1.eq(beat), v1.eq(self.i.valid)]
+
+        # stage 2: the product, and the starting value of the sum
+        sx = self._acc_frac - f["w"].frac - la.in_fmt.frac
+        sb = self._acc_frac - f["b"].frac
+        prod = Signal(signed(len(rd_w.data) + len(s1.operand) + 1), name="product")
+        start = Signal(signed(self._acc_w), name="start")
+        s2 = Signal(self._beat, name="s2")
+        v2 = Signal(name="v2")
+        m.d.sync += [
+            prod.eq(rd_w.data * s1.operand),
+            start.eq(rd_b.data << sb),
+            s2.eq(s1),
+            v2.eq(v1),
+        ]
+
+        # stage 3: accumulate, exactly
+        acc = Signal(signed(self._acc_w), name="acc")
+        s3 = Signal(self._beat, name="s3")
+        v3 = Signal(name="v3")
+        with m.If(v2):
+            m.d.sync += acc.eq(Mux(s2.first, start, acc) + (prod << sx))
+        m.d.sync += [s3.eq(s2), v3.eq(v2)]
+
+        # stage 4: the activation on the exact sum, then the one rounding into out
+        act = Mux(acc < 0, 0, acc) if la.activation == "relu" else acc
+        act_sig = Signal(signed(self._acc_w), name="activated")
+        m.d.comb += act_sig.eq(act)
+        out = round_into(m, act_sig, self._acc_frac, la.out_fmt, name="out_rounded")
+        m.d.sync += self.o.valid.eq(v3 & s3.last)
+        with m.If(v3 & s3.last):
+            m.d.sync += [
+                self.o.payload.slot.eq(s3.slot),
+                self.o.payload.out.eq(out),
+                self.o.payload.acc.eq(acc),
+            ]
+        return m
+
+
+@dataclass(frozen=True)
+class DenseSchedule:
+    """Cycle counts of :class:`DenseCore` for a layer and a lane count."""
+
+    lanes: int
+    groups: int  # G = n / P output rows per lane
+    columns: int  # K: the layer's input size
+    min_cycles: int  # ceil(n K / P)
+    pipeline_depth: int
+
+    @classmethod
+    def of(cls, layer: DenseLayer, lanes: int, *, name: str = "dense1") -> DenseSchedule:
+        lanes = check_dense_lanes(layer, lanes, name=name)
+        n, k = layer.output_size, layer.input_size
+        return cls(
+            lanes=lanes,
+            groups=n // lanes,
+            columns=k,
+            min_cycles=math.ceil(n * k / lanes),
+            pipeline_depth=DenseMacLane.latency + 1,
+        )
+
+    @property
+    def mac_cycles(self) -> int:
+        return self.groups * self.columns
+
+    @property
+    def cycles_per_step(self) -> int:
+        """Cycles between the starts of two vectors when input and output never wait."""
+        return self.mac_cycles + self.pipeline_depth
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input beat's transfer to its output beat's valid, when idle."""
+        return self.cycles_per_step + 2
+
+    def hardware(self) -> dict:
+        """This layer's entry of the manifest's ``hardware.layers``."""
+        return {
+            "kind": "dense",
+            "lanes": self.lanes,
+            "cycles_per_step": self.cycles_per_step,
+            "latency": self.latency,
+            "mac_cycles_per_step": self.mac_cycles,
+            "min_cycles_per_step": self.min_cycles,
+            "pipeline_depth": self.pipeline_depth,
+        }
+
+
+class DenseCore(wiring.Component):
+    """One dense layer of SPEC §2b between two streams (:func:`hdl.fixed.vector_stream`).
+
+    ``i``: one beat per vector ``u`` (``input_size`` codes of the layer's input format), with
+    ``last``; ``o``: one beat per input beat, ``y = act(W u + b)`` (``output_size`` codes of
+    ``out``), ``last`` copied from the input beat. It applies to whatever reaches it: every
+    step's ``h`` of a ``sequence`` network, once per sequence for ``last``. ``o`` comes
+    straight from registers, ``i.ready`` from a register and ``rst``.
+
+    Schedule: ``lanes`` = P :class:`DenseMacLane` s (P divides ``output_size``); lane l owns
+    rows ``l, l + P, ...`` (``G = output_size / P`` of them) and takes one element of ``u``
+    per cycle, so a vector issues ``G * K`` MAC cycles; then
+
+        cycles_per_step = G * K + DenseMacLane.latency + 1
+        latency         = cycles_per_step + 2   (input transfer to output valid, when idle)
+
+    (:class:`DenseSchedule`). Back-pressure stalls the end of a vector; an input beat waits
+    in a one-beat holding register.
+
+    ``probe`` (for a testbench): for each lane ``l``, while ``trace<l>_valid`` is high,
+    ``trace<l>_index`` is the output element k just finished, ``trace<l>_out`` its ``out``
+    code and ``trace<l>_acc`` its exact sum before the activation.
+    """
+
+    def __init__(self, layer: DenseLayer, *, lanes: int = 1, name: str = "dense1"):
+        self._MustUse__silence = True  # until built: a rejected core is not an unused one
+        if not isinstance(layer, DenseLayer):
+            raise TypeError(f"layer must be a model.qmodel.DenseLayer, not {layer!r}")
+        self._layer = layer
+        self._name = name
+        self._lanes = check_dense_lanes(layer, lanes, name=name)
+        probes = {}
+        for lane in range(self._lanes):
+            probes[f"trace{lane}_valid"] = Out(1)
+            probes[f"trace{lane}_index"] = Out(unsigned(bits_for(layer.output_size - 1)))
+            probes[f"trace{lane}_out"] = Out(fmt_shape(layer.out_fmt))
+            probes[f"trace{lane}_acc"] = Out(signed(out_sum(layer)[1]))
+        super().__init__(
+            {
+                "i": In(vector_stream(layer.input_size, layer.in_fmt)),
+                "o": Out(vector_stream(layer.output_size, layer.out_fmt)),
+                "probe": Out(wiring.Signature(probes)),
+            }
+        )
+        self._MustUse__silence = False
+
+    @property
+    def layer(self) -> DenseLayer:
+        return self._layer
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def schedule(self) -> DenseSchedule:
+        return DenseSchedule.of(self._layer, self._lanes, name=self._name)
+
+    @property
+    def cycles_per_step(self) -> int:
+        return self.schedule.cycles_per_step
+
+    @property
+    def latency(self) -> int:
+        return self.schedule.latency
+
+    def hardware(self) -> dict:
+        return self.schedule.hardware()
+
+    def elaborate(self, platform):
+        la = self._layer
+        n_in, n_out = la.input_size, la.output_size
+        sch = self.schedule
+        p, g_len, k_len = self._lanes, sch.groups, sch.columns
+        m = Module()
+
+        u_shape, y_shape = fmt_shape(la.in_fmt), fmt_shape(la.out_fmt)
+        u_next = [Signal(u_shape, name=f"u_next_{k}") for k in range(n_in)]
+        u_next_valid = Signal(name="u_next_valid")
+        u_next_last = Signal(name="u_next_last")
+        u_cur = [Signal(u_shape, name=f"u_cur_{k}") for k in range(n_in)]
+        cur_last = Signal(name="cur_last")
+        y_work = [Signal(y_shape, name=f"y_work_{k}") for k in range(n_out)]
+        busy = Signal(name="busy")
+        issuing = Signal(name="issuing")
+        addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
+        col = Signal(unsigned(bits_for(k_len - 1)), name="mac_col")
+        grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
+        done = Signal(unsigned(bits_for(n_out)), name="rows_done")
+
+        # ---- input holding register: ready comes from a register (and is low in reset)
+        m.d.comb += self.i.ready.eq(~u_next_valid & ~ResetSignal())
+        with m.If(self.i.valid & self.i.ready):
+            w = la.in_fmt.width
+            for k in range(n_in):
+                m.d.sync += u_next[k].eq(self.i.payload.data[k * w : (k + 1) * w])
+            m.d.sync += [u_next_valid.eq(1), u_next_last.eq(self.i.payload.last)]
+
+        # ---- the MAC lanes: one element of u per cycle, shared by all lanes
+        operand = Signal(u_shape, name="mac_operand")
+        m.d.comb += operand.eq(pick(u_cur, col))
+        for lane in range(p):
+            rows = [g * p + lane for g in range(g_len)]
+            m.submodules[f"lane{lane}"] = mac = DenseMacLane(layer=la, rows=rows)
+            beat = mac.i.payload
+            m.d.comb += [
+                mac.i.valid.eq(issuing),
+                beat.addr.eq(addr),
+                beat.slot.eq(grp),
+                beat.first.eq(col == 0),
+                beat.last.eq(col == k_len - 1),
+                beat.operand.eq(operand),
+            ]
+            res = mac.o.payload
+            index = Signal(unsigned(bits_for(n_out - 1)), name=f"lane{lane}_index")
+            m.d.comb += index.eq(pick(rows, res.slot))
+            probe = self.probe
+            m.d.comb += [
+                getattr(probe, f"trace{lane}_valid").eq(mac.o.valid),
+                getattr(probe, f"trace{lane}_index").eq(index),
+                getattr(probe, f"trace{lane}_out").eq(res.out),
+                getattr(probe, f"trace{lane}_acc").eq(res.acc),
+            ]
+            for g, row in enumerate(rows):
+                with m.If(mac.o.valid & (res.slot == g)):
+                    m.d.sync += y_work[row].eq(res.out)
+            if lane == 0:
+                with m.If(mac.o.valid):
+                    m.d.sync += done.eq(done + p)
+        with m.If(issuing):
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(col == k_len - 1):
+                m.d.sync += [col.eq(0), grp.eq(grp + 1)]
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+            with m.If(addr == g_len * k_len - 1):
+                m.d.sync += issuing.eq(0)
+
+        # ---- the end of a vector: offer y, start the next one
+        out_free = ~self.o.valid | self.o.ready
+        commit = Signal(name="vector_commit")
+        start = Signal(name="vector_start")
+        m.d.comb += [
+            commit.eq(busy & ~issuing & (done == n_out) & out_free),
+            start.eq((~busy | commit) & u_next_valid),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(commit):
+            m.d.sync += [
+                done.eq(0),
+                busy.eq(0),
+                self.o.payload.data.eq(Cat(*y_work)),
+                self.o.payload.last.eq(cur_last),
+                self.o.valid.eq(1),
+            ]
+        with m.If(start):
+            m.d.sync += [u_cur[k].eq(u_next[k]) for k in range(n_in)]
+            m.d.sync += [
+                cur_last.eq(u_next_last),
+                u_next_valid.eq(0),
+                busy.eq(1),
+                issuing.eq(1),
+                addr.eq(0),
+                col.eq(0),
+                grp.eq(0),
+            ]
+        return m
