@@ -28,6 +28,8 @@ BACKPRESSURE = "random:0.3"
 IDLE = "random:0.2"
 PATTERN_BACKPRESSURE = "pattern:1101000"
 PATTERN_IDLE = "pattern:011"
+#: steps of each timing sequence at least
+TIMING_STEPS = 16
 
 
 def layer_lanes(net: QuantizedNetwork, hardware: dict) -> dict[str, int]:
@@ -70,7 +72,9 @@ def standard_phases(
 ) -> list[Phase]:
     """The phases of a full check.
 
-    ``timing`` (a few sequences back to back, no pauses: cycles per step), ``latency``
+    ``timing`` (three random sequences of at least :data:`TIMING_STEPS` steps back to back,
+    no pauses: cycles per step; long enough that a chain's first steps, which run at the
+    pace of its first layer until the buffers between layers fill, are a minority), ``latency``
     (length-1 sequences on an idle core), then either the user's sequences or: ``random``
     (random idle and back-pressure), ``adversarial`` (fixed-pattern pauses),
     ``lengths`` (random lengths from 1, back to back, random back-pressure, a reset in the
@@ -78,11 +82,10 @@ def standard_phases(
     """
     rng = np.random.default_rng(seed)
     lat = list(random_sequences(net, 3, 1, rng))
+    timing = list(random_sequences(net, 3, max(steps, TIMING_STEPS), rng))
     if user is not None:
-        timing = list(user[: min(3, len(user))])
         main = [Phase("input", list(user), idle=idle, backpressure=backpressure)]
     else:
-        timing = list(random_sequences(net, 3, max(steps, 4), rng))
         n_adv = int(round(sequences * adversarial))
         n_len = max(4, sequences // 10) if sequences >= 8 else 0
         n_rand = max(0, sequences - n_adv - n_len)
