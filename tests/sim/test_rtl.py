@@ -175,8 +175,6 @@ lanes = 2
 
 def test_simulate_command(tmp_path, capsys):
     """``lstmfx simulate`` on a one-layer config of SPEC version 1, unchanged."""
-    from model import config
-
     rng = np.random.default_rng(sum(map(ord, "narrow")))
     h, i_size = 3, 2
     b = rng.normal(scale=0.3, size=4 * h)
@@ -186,8 +184,6 @@ def test_simulate_command(tmp_path, capsys):
     formats = "\n".join(f'{k} = "{v}"' for k, v in CONFIGS["narrow"][5].items())
     path = tmp_path / "c.toml"
     path.write_text(ONE_LAYER_TOML.format(formats=formats))
-    if not hasattr(config.load_config(path), "network"):
-        pytest.skip("model.config gives no .network yet (the lead's port of config)")
     args = ["simulate", str(path), "--sequences", "40", "--steps", "4", "--long", "0"]
     assert lstmfx.main([*args, "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
@@ -200,6 +196,23 @@ def test_simulate_command(tmp_path, capsys):
     assert lstmfx.main(["simulate", str(path), "--input", str(tmp_path / "x.npy")]) == 0
     out = capsys.readouterr().out
     assert "input" in out and "PASS" in out
+
+
+def test_simulate_command_on_a_network(networks, tmp_path, capsys, monkeypatch):
+    """The same command on a network runs the same phases and names its layers."""
+    from model import config
+
+    class Cfg:
+        network = networks["net_last"]
+
+    monkeypatch.setattr(config, "load_config", lambda path: Cfg)
+    args = ["simulate", "net.toml", "--sequences", "24", "--steps", "3", "--long", "40"]
+    assert lstmfx.main([*args, "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "lstm1 2->3, lstm2 3->4, dense1 4->2 linear, output=last" in out
+    assert "PASS" in out and "cycles per step by layer" in out
+    phases = [p["name"] for p in json.loads((tmp_path / "r.json").read_text())["phases"]]
+    assert phases == ["timing", "latency", "random", "adversarial", "lengths", "long"]
 
 
 def test_waves_on_request(networks):
