@@ -149,9 +149,9 @@ def compare(probes: Probes, net, traces: list[dict], lengths: list[int]) -> dict
                 continue
             model = np.asarray(trace[point])
             if model.ndim == 2:  # one row per sequence: the dense head of output "last"
-                model, offset = model[:, None], len(lengths) - 1
+                model, offset, first = model[:, None], len(lengths) - 1, lengths[-1] - 1
             else:
-                offset = sum(lengths[:-1])
+                offset, first = sum(lengths[:-1]), 0
             for t in range(model.shape[1]):
                 for k, want in enumerate(model[0, t]):
                     got = probes.values.get(((name, point), offset + t, k))
@@ -159,7 +159,10 @@ def compare(probes: Probes, net, traces: list[dict], lengths: list[int]) -> dict
                         silent.add(f"{name}.{point}")
                     elif got[0] != int(want):
                         where = element_name(name, point, k, hidden)
-                        diffs.append((got[1], li, t, pi, k, name, point, where, got[0], int(want)))
+                        step = first + t
+                        diffs.append(
+                            (got[1], li, step, pi, k, name, point, where, got[0], int(want))
+                        )
     if not diffs:
         return {"step": None, "silent": sorted(silent)} if silent else None
     diffs.sort(key=lambda d: d[:5])

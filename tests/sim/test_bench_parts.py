@@ -216,6 +216,13 @@ def test_compare_of_a_last_head_counts_sequences():
     for cycle in range(2 * n):
         probes.sample(cycle)
     assert compare(probes, net, traces, [3, 3]) is None
+    probes = _probes(
+        net, [("dense1", [("out", out0 + [v + 1 for v in out1], 0)], list(range(n)) * 2)]
+    )
+    for cycle in range(2 * n):
+        probes.sample(cycle)
+    d = compare(probes, net, traces, [3, 3])
+    assert (d["layer"], d["step"], d["element"]) == ("dense1", 2, 0)  # the last step
 
 
 def _result(hw, intervals, latencies):
