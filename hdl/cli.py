@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    """Register ``generate`` on an argparse subparsers object (see lstmfx.py)."""
+    """Register ``generate`` on an argparse subparsers object (see lstmfx/__init__.py)."""
     p = sub.add_parser(
         "generate",
         help="write the synthesizable Verilog of a config and its manifest",
@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=run)
 
 
-#: the name the issue asked for; lstmfx.py calls add_parsers like every package
+#: the name the issue asked for; lstmfx/__init__.py calls add_parsers like every package
 add_parser = add_parsers
 
 

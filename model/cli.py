@@ -1,12 +1,15 @@
-"""Subcommands of the model: ``manifest`` and ``infer``."""
+"""Subcommands of the model: ``manifest`` and ``infer``. Registering them imports no numpy
+(``lstmfx --help`` stays quick): the command functions import what they use."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_parsers(sub) -> None:
@@ -67,6 +70,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 def load_input(path: Path, *, codes: bool, net) -> tuple[np.ndarray, np.ndarray | None]:
     """(x codes, float x or None) from an .npy file."""
+    import numpy as np
+
     from model.network import quantize_input
 
     if path.suffix != ".npy":
@@ -111,6 +116,8 @@ def infer_arrays(cfg, x_codes, x_float=None, *, with_float: bool = False) -> tup
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from model.config import load_config
     from model.paths import writable_file
 

@@ -146,10 +146,7 @@ class Config:
             options["lstm"] = self.lstm
         if self.head is not None:
             options["head"] = self.head
-        net = load_model(self.model_path, **options)
-        if not isinstance(net, FloatNetwork):  # TEMP until the network importers land
-            net = FloatNetwork([net], name=net.name)
-        return net
+        return load_model(self.model_path, **options)
 
     @property
     def layer_names(self) -> list[str]:

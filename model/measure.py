@@ -1,18 +1,21 @@
-"""How far a config's fixed-point LSTM strays from float, measured on the user's data.
+"""How far a config's fixed-point network strays from float, measured on the user's data.
 
 :func:`measure` runs three models over the same float input ``x`` [N, T, I]:
 
-- ``float``: the float64 LSTM of SPEC §2 with float weights and exact σ and tanh (the
+- ``float``: the float64 network of SPEC §2b with float weights and exact σ and tanh (the
   reference);
-- ``pwl``: the same float arithmetic with the config's PWL tables as activations, so its
-  error is the error the tables alone cause;
-- ``fixed``: the bit-accurate model (input, weights and every tensor quantized).
+- ``pwl``: the same float arithmetic with each LSTM layer's PWL tables as its activations,
+  so its error is the error the tables alone cause;
+- ``fixed``: the bit-accurate network (input, weights and every tensor quantized).
 
-and returns plain numbers (JSON-ready): per quantization point the observed range against
-the format's and how many values overflowed; per internal tensor the error of ``pwl`` and
-``fixed`` against ``float`` (max abs, RMSE, SQNR); the error of ``h`` and ``c`` per time
-step; each table's exhaustive error; with labels, the task's own metric for all three.
-Sequences go through in chunks, so the data may be larger than its traces would be.
+and returns plain numbers (JSON-ready), every one named ``<layer>.<tensor>`` (``lstm2.cell``,
+``dense1.out``; ``y`` is the network's output): per quantization point of every layer the
+observed range against the format's and how many values overflowed; per internal signal
+of every layer the error of ``pwl`` and ``fixed`` against ``float`` (max abs, RMSE, SQNR),
+so the error at each layer's output shows where it grows; the error of ``y`` (and of each
+LSTM layer's ``h`` and ``c``) per time step; each table's exhaustive error; with labels, the
+task's own metric for all three. Sequences go through in chunks, so the data may be larger
+than its traces would be.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from model.formats import Format
-from model.lstm import run_fixed, run_float
+from model.network import run_fixed, run_float
 from model.pwl import PwlTable, describe
-from model.qmodel import ACTIVATIONS, TENSORS
+from model.qmodel import ACTIVATIONS, DENSE_TENSORS, TENSORS
 
 #: internal signals whose error is reported: trace name -> (trace key, gate block or None)
 SIGNALS = {
@@ -378,9 +381,46 @@ def check_input(x, input_size: int) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def total_bits(formats: dict[str, Format], peephole: bool) -> int:
-    """The sum of the word lengths of every tensor in use: the cost ``tune`` minimizes."""
-    return sum(f.width for t, f in formats.items() if t != "p" or peephole)
+def layer_tensors(net) -> dict[str, Format]:
+    """Every tensor of the network as ``<layer>.<tensor>``, in order: an LSTM layer's SPEC §2
+    names (``x`` only for the first: the ``x`` of a layer above is the ``h`` below it, one
+    tensor; ``p`` only with peepholes), a dense layer's ``w``, ``b``, ``out``. These are the
+    knobs of ``sweep`` and ``tune`` and the rows of the report's range table."""
+    out = {}
+    for k, (lname, layer) in enumerate(zip(net.layer_names, net.layers)):
+        if layer.kind == "lstm":
+            names = [t for t in TENSORS if (t != "p" or layer.peephole) and (t != "x" or k == 0)]
+        else:
+            names = list(DENSE_TENSORS)
+        for t in names:
+            out[f"{lname}.{t}"] = layer.formats[t]
+    return out
+
+
+def total_bits(net) -> int:
+    """The sum of the word lengths of every tensor of every layer: the cost ``tune``
+    minimizes (a tensor shared by two layers, an ``h`` that is the next ``x``, counts once)."""
+    return sum(f.width for f in layer_tensors(net).values())
+
+
+def signal_names(net) -> list[str]:
+    """The signals whose error the report gives: each LSTM layer's :data:`SIGNALS` and each
+    dense layer's ``out``, as ``<layer>.<signal>``; then ``y``, the network's output."""
+    out = []
+    for lname, layer in zip(net.layer_names, net.layers):
+        sigs = SIGNALS if layer.kind == "lstm" else ("out",)
+        out += [f"{lname}.{s}" for s in sigs]
+    return [*out, "y"]
+
+
+def layer_output(lname: str) -> str:
+    """The signal at the output of a layer: ``lstm2.h``, ``dense1.out``."""
+    return f"{lname}.h" if lname.startswith("lstm") else f"{lname}.out"
+
+
+def _steps3(a: np.ndarray) -> np.ndarray:
+    """[N, T, k] as it is, [N, k] (a ``last`` output) as [N, 1, k]."""
+    return a if a.ndim == 3 else a[:, None, :]
 
 
 def measure(
@@ -394,127 +434,189 @@ def measure(
 ) -> dict:
     """Every number of the report for config ``cfg`` on float input ``x`` [N, T, I].
 
-    ``labels`` ([N] or [N, T], see :func:`label_steps`) and ``head`` give the task metric.
+    Every key names a tensor of one layer, ``<layer>.<tensor>`` (``lstm2.cell``,
+    ``dense1.out``), and ``y`` is the network's output. ``labels`` ([N] or [N, T], see
+    :func:`label_steps`) give the task metric, through the network's dense layers or, for
+    a network without them, through ``head`` (the float layer after the LSTM).
     ``float_cache``, a dict kept by the caller, holds the float reference's traces between
     calls with the same model and data (sweeps and tuning change only the formats). Without
     ``pwl`` the tables-only model is skipped (its numbers are then those of ``float``).
     """
-    qm = cfg.qmodel
-    fm = cfg.float_model
-    x = check_input(x, qm.input_size)
+    net = cfg.network
+    fnet = cfg.float_model
+    names = net.layer_names
+    x = check_input(x, net.input_size)
     n, t_len, _ = x.shape
-    h_size = qm.hidden_size
-    fmts = qm.formats
-    tables_only = {act: pwl_function(qm.tables[act]) for act in ACTIVATIONS}
+    has_dense = bool(net.dense_layers)
+    if head is not None and has_dense:
+        dense = ", ".join(n_ for n_ in names if n_.startswith("dense"))
+        raise ValueError(
+            f"the model has its own dense layers ({dense}): they are the head, so a head file "
+            f"({Path(head.source).name or 'head'}) is only for a config of LSTM layers alone; "
+            f"remove --head, or head.npz beside the config"
+        )
+    tables_only = [
+        {act: pwl_function(layer.tables[act]) for act in ACTIVATIONS} for layer in net.lstm_layers
+    ]
 
     task = steps = None
     if labels is not None:
         labels = np.asarray(labels)
         task = task_of(labels, head)
-        k_out = head.w.shape[0] if head is not None else h_size
+        k_out = head.w.shape[0] if head is not None else net.output_size
         steps = label_steps(labels, n, t_len, k_out, task)
-        if head is not None and head.w.shape[1] != h_size:
+        if steps == "all" and net.output == "last":
+            raise ValueError(
+                f"labels of every step ({list(labels.shape)}) need output = 'sequence'; this "
+                f"network gives only its last step"
+            )
+        if head is not None and head.w.shape[1] != net.output_size:
             raise ValueError(
                 f"head {Path(head.source).name} takes h of {head.w.shape[1]} values; this LSTM "
-                f"has H={h_size}"
+                f"has H={net.output_size}"
             )
-        if head is None and task == "regress" and labels.ndim in (1,) and h_size != 1:
+        if head is None and task == "regress" and labels.ndim == 1 and net.output_size != 1:
             raise ValueError(
-                f"labels of one value per sequence need a head that maps H={h_size} to one "
-                f"output; pass --head HEAD.npz (w [1, H], b [1])"
+                f"labels of one value per sequence need a head that maps the "
+                f"{net.output_size} outputs to one; pass --head HEAD.npz (w [1, H], b [1])"
             )
 
+    sigs = signal_names(net)
+    per_step = [f"{ln}.{s}" for ln in names if ln.startswith("lstm") for s in PER_STEP]
+    if net.output == "sequence":
+        per_step.append("y")
     errs = {
-        m: {s: ErrorStats(t_len, per_step=s in PER_STEP) for s in SIGNALS} for m in ("pwl", "fixed")
+        m: {s: ErrorStats(t_len, per_step=s in per_step) for s in sigs} for m in ("pwl", "fixed")
     }
-    ranges = {t: RangeStats(fmts[t]) for t in TENSORS if t in fmts}
-    preds = {"float": [], "pwl": [], "fixed": []}
+    tensors = layer_tensors(net)
+    ranges = {t: RangeStats(f) for t, f in tensors.items()}
     overflow = {t: 0 for t in ranges}
+    preds = {"float": [], "pwl": [], "fixed": []}
 
-    x_codes, overflow["x"] = qm.formats["x"].from_float_counted(x, what="input x")
-    ranges["x"].add(x)
-    for k in ("w", "r", "b", "p"):
-        arr = getattr(fm, k)
-        if arr is not None and k in ranges:
-            ranges[k].add(arr)
-            overflow[k] = cfg.weight_overflow.get(k, 0)
+    x_codes, overflow[f"{names[0]}.x"] = net.in_fmt.from_float_counted(x, what="input x")
+    ranges[f"{names[0]}.x"].add(x)
+    for lname, fl in zip(names, fnet.layers):
+        for k in ("w", "r", "b", "p"):
+            arr = getattr(fl, k, None)
+            key = f"{lname}.{k}"
+            if arr is not None and key in ranges:
+                ranges[key].add(arr)
+                overflow[key] = cfg.weight_overflow.get(key, 0)
 
-    chunk = max(1, CHUNK_ELEMENTS // max(1, t_len * h_size * 11))
-    if float_cache is not None and n * t_len * h_size * 11 * 8 > FLOAT_CACHE_BYTES:
+    width = sum(la.hidden_size * 11 for la in net.lstm_layers)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, t_len * width))
+    if float_cache is not None and n * t_len * width * 8 > FLOAT_CACHE_BYTES:
         float_cache = None  # too large to keep: run the float model again at every point
     for lo in range(0, n, chunk):
         sl = slice(lo, min(n, lo + chunk))
         if float_cache is not None and (x.shape, lo) in float_cache:
-            ref = float_cache[(x.shape, lo)]
+            y_ref, ref = float_cache[(x.shape, lo)]
         else:
-            ref = run_float(fm, x[sl], output="sequence", trace=True)[1]
+            y_ref, ref = run_float(fnet, x[sl], output=net.output, trace=True)
             if float_cache is not None:
-                float_cache[(x.shape, lo)] = ref
-        approx = ref
+                float_cache[(x.shape, lo)] = (y_ref, ref)
+        y_pwl, approx = y_ref, ref
         if pwl:
-            approx = run_float(
-                fm,
-                x[sl],
-                output="sequence",
-                sigmoid=tables_only["sigmoid"],
-                tanh=tables_only["tanh"],
-                tanh_cell=tables_only["tanh_cell"],
-                trace=True,
-            )[1]
-        res = run_fixed(qm, x_codes[sl], trace=True)
+            y_pwl, approx = run_float(
+                fnet, x[sl], output=net.output, activations=tables_only, trace=True
+            )
+        res = run_fixed(net, x_codes[sl], trace=True)
         for point, count in res.overflow.items():
             overflow[point] += count
-        fixed = {k: fmts[TRACE_FORMAT[k]].codes_to_values(v) for k, v in res.trace.items()}
-        for point, keys in POINT_TRACES.items():
-            for k in keys:
-                ranges[point].add(ref[k])
-        for sig, (k, block) in SIGNALS.items():
-            cols = slice(None) if block is None else slice(block * h_size, (block + 1) * h_size)
-            errs["pwl"][sig].add(approx[k][..., cols], ref[k][..., cols])
-            errs["fixed"][sig].add(fixed[k][..., cols], ref[k][..., cols])
+        y_fixed = net.out_fmt.codes_to_values(res.y_codes)
+        for lname, layer, lres, tr_ref, tr_pwl in zip(names, net.layers, res.layers, ref, approx):
+            if layer.kind == "lstm":
+                fixed = {
+                    k: layer.formats[TRACE_FORMAT[k]].codes_to_values(v)
+                    for k, v in lres.trace.items()
+                }
+                for point, keys in POINT_TRACES.items():
+                    for k in keys:
+                        ranges[f"{lname}.{point}"].add(tr_ref[k])
+                h_size = layer.hidden_size
+                for sig, (k, block) in SIGNALS.items():
+                    cols = (
+                        slice(None)
+                        if block is None
+                        else slice(block * h_size, (block + 1) * h_size)
+                    )
+                    key = f"{lname}.{sig}"
+                    errs["pwl"][key].add(tr_pwl[k][..., cols], tr_ref[k][..., cols])
+                    errs["fixed"][key].add(fixed[k][..., cols], tr_ref[k][..., cols])
+            else:
+                got = layer.out_fmt.codes_to_values(lres.trace["out"])
+                ranges[f"{lname}.out"].add(tr_ref["out"])
+                errs["pwl"][f"{lname}.out"].add(_steps3(tr_pwl["out"]), _steps3(tr_ref["out"]))
+                errs["fixed"][f"{lname}.out"].add(_steps3(got), _steps3(tr_ref["out"]))
+        errs["pwl"]["y"].add(_steps3(y_pwl), _steps3(y_ref))
+        errs["fixed"]["y"].add(_steps3(y_fixed), _steps3(y_ref))
         if labels is not None:
-            for m, tr in (("float", ref), ("pwl", approx), ("fixed", fixed)):
-                h = tr["h"] if steps == "all" else tr["h"][:, -1]
-                preds[m].append(head.apply(h) if head is not None else h)
+            for m, y in (("float", y_ref), ("pwl", y_pwl), ("fixed", y_fixed)):
+                y = y[:, -1] if steps == "last" and y.ndim == 3 else y
+                preds[m].append(head.apply(y) if head is not None else y)
 
+    lsb = {s: _signal_lsb(net, s) for s in sigs}
     out = {
         "config": config_summary(cfg),
-        "data": {"sequences": n, "steps": t_len, "input_size": qm.input_size},
-        "total_bits": total_bits(fmts, qm.peephole),
+        "data": {"sequences": n, "steps": t_len, "input_size": net.input_size},
+        "total_bits": total_bits(net),
         "ranges": {t: r.result(overflow[t]) for t, r in ranges.items()},
         "errors": {
-            m: {
-                s: e.result(fmts[TRACE_FORMAT[SIGNALS[s][0]]].lsb if m == "fixed" else None)
-                for s, e in by_sig.items()
-            }
+            m: {s: e.result(lsb[s] if m == "fixed" else None) for s, e in by_sig.items()}
             for m, by_sig in errs.items()
         },
+        "layer_outputs": [layer_output(ln) for ln in names],
         "weights": weight_errors(cfg),
-        "per_step": {m: {s: errs[m][s].steps() for s in PER_STEP} for m in ("pwl", "fixed")},
+        "per_step": {m: {s: errs[m][s].steps() for s in per_step} for m in ("pwl", "fixed")},
         "tables": {
-            act: table_report(act, qm.tables[act], cfg.table_settings(act)) for act in ACTIVATIONS
+            f"{lname}.{act}": {
+                "layer": lname,
+                **table_report(act, layer.tables[act], cfg.table_settings(act, lname)),
+            }
+            for lname, layer in zip(names, net.layers)
+            if layer.kind == "lstm"
+            for act in ACTIVATIONS
         },
         "task": None,
     }
-    out["growth"] = {m: growth(out["per_step"][m]["h"]["rmse"]) for m in ("pwl", "fixed")}
+    # the error along the sequence: of the network's output, or (with output "last") of
+    # the top LSTM layer's h, the last series that has every step
+    growth_of = "y" if "y" in per_step else layer_output(net.layer_names[len(net.lstm_layers) - 1])
+    out["growth_signal"] = growth_of
+    out["growth"] = {m: growth(out["per_step"][m][growth_of]["rmse"]) for m in ("pwl", "fixed")}
     if labels is not None:
         stacked = {m: np.concatenate(p) for m, p in preds.items()}
         out["task"] = task_summary(stacked, labels, task, head, steps)
+        if has_dense:
+            dense = [ln for ln in names if ln.startswith("dense")]
+            out["task"]["head"] = None
+            out["task"]["head_layers"] = dense
     return out
 
 
+def _signal_lsb(net, sig: str) -> float:
+    if sig == "y":
+        return net.out_fmt.lsb
+    lname, name = sig.split(".", 1)
+    layer = net.layers[net.layer_names.index(lname)]
+    if layer.kind == "dense":
+        return layer.out_fmt.lsb
+    return layer.formats[TRACE_FORMAT[SIGNALS[name][0]]].lsb
+
+
 def weight_errors(cfg) -> dict:
-    """Error of each quantized weight array against the float weights."""
-    qm, fm = cfg.qmodel, cfg.float_model
+    """Error of each quantized weight array against the float weights, ``<layer>.<w|r|b|p>``."""
+    net, fnet = cfg.network, cfg.float_model
     out = {}
-    for k in ("w", "r", "b", "p"):
-        arr = getattr(fm, k)
-        if arr is None:
-            continue
-        e = ErrorStats(1)
-        got = qm.formats[k].codes_to_values(getattr(qm, k))
-        e.add(got.reshape(1, 1, -1), arr.reshape(1, 1, -1))
-        out[k] = e.result(qm.formats[k].lsb)
+    for lname, layer, fl in zip(net.layer_names, net.layers, fnet.layers):
+        for k in ("w", "r", "b", "p"):
+            arr = getattr(fl, k, None)
+            if arr is None:
+                continue
+            e = ErrorStats(1)
+            got = layer.formats[k].codes_to_values(getattr(layer, k))
+            e.add(got.reshape(1, 1, -1), arr.reshape(1, 1, -1))
+            out[f"{lname}.{k}"] = e.result(layer.formats[k].lsb)
     return out
 
 
@@ -533,15 +635,34 @@ def growth(rmse_t: list[float]) -> dict:
 
 
 def config_summary(cfg) -> dict:
-    qm = cfg.qmodel
+    net = cfg.network
+    layers = []
+    for lname, layer in zip(net.layer_names, net.layers):
+        item = {
+            "name": lname,
+            "kind": layer.kind,
+            "input_size": layer.input_size,
+            "output_size": layer.output_size,
+            "formats": {t: str(f) for t, f in layer.formats.items()},
+        }
+        if layer.kind == "lstm":
+            item["peephole"] = layer.peephole
+        else:
+            item["activation"] = layer.activation
+        layers.append(item)
     return {
         "name": cfg.name,
         "source": str(cfg.source) if cfg.source else None,
         "model": str(cfg.model_path),
-        "output": cfg.output,
-        "input_size": qm.input_size,
-        "hidden_size": qm.hidden_size,
-        "peephole": qm.peephole,
-        "formats": {t: str(f) for t, f in qm.formats.items()},
-        "activations": {a: cfg.table_settings(a) for a in ACTIVATIONS},
+        "output": net.output,
+        "input_size": net.input_size,
+        "output_size": net.output_size,
+        "layers": layers,
+        "formats": {t: str(f) for t, f in layer_tensors(net).items()},
+        "activations": {
+            f"{lname}.{a}": cfg.table_settings(a, lname)
+            for lname in net.layer_names
+            if lname.startswith("lstm")
+            for a in ACTIVATIONS
+        },
     }

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from model.measure import ACTIVATIONS, SIGNALS, TRACE_FORMAT
-from model.pwl import FUNCTIONS
+from model.pwl import FUNCTIONS, spread_codes
 
 PLOTS = ("ranges", "errors", "steps", "tables")
+#: the most input codes a table's plot evaluates (wider inputs are sampled evenly)
+PLOT_CODES = 1 << 18
 SIGNAL_LABEL = {
     "preact_i": "preact (i)",
     "preact_f": "preact (f)",
@@ -35,7 +37,27 @@ SIGNAL_LABEL = {
     "c": "c (cell)",
     "tanh_cell": "tanh(c)",
     "h": "h",
+    "out": "out",
 }
+
+
+def signal_label(sig: str) -> str:
+    """``lstm2.c`` as ``lstm2 c (cell)``; ``y`` as the network's output."""
+    if sig == "y":
+        return "y (network output)"
+    lname, name = sig.split(".", 1)
+    return f"{lname} {SIGNAL_LABEL.get(name, name)}"
+
+
+def signal_format(r: dict, sig: str) -> str:
+    """The format a signal is held in, from the report's flat ``<layer>.<tensor>`` formats."""
+    fmts = r["config"]["formats"]
+    if sig == "y":
+        return fmts[r["layer_outputs"][-1]]
+    lname, name = sig.split(".", 1)
+    if name in SIGNALS:
+        return fmts[f"{lname}.{TRACE_FORMAT[SIGNALS[name][0]]}"]
+    return fmts[sig]
 
 
 # --------------------------------------------------------------------------- numbers as text
@@ -92,14 +114,23 @@ def metric_text(task: dict, model: str) -> str:
 def findings(r: dict) -> list[str]:
     """What a reader should take away, most important first, as sentences."""
     out = []
-    fixed_h = r["errors"]["fixed"]["h"]
-    pwl_h = r["errors"]["pwl"]["h"]
-    h_fmt = r["config"]["formats"]["h"]
+    fixed_h = r["errors"]["fixed"]["y"]
+    pwl_h = r["errors"]["pwl"]["y"]
+    h_fmt = signal_format(r, "y")
+    what = (
+        "h" if len(r["layer_outputs"]) == 1 else f"The network's output ({r['layer_outputs'][-1]})"
+    )
     out.append(
-        f"h against float64: max abs error {num(fixed_h['max_abs'])} "
+        f"{what} against float64: max abs error {num(fixed_h['max_abs'])} "
         f"({num(fixed_h['max_lsb'])} LSB of {h_fmt}), RMSE {num(fixed_h['rmse'])}, "
         f"SQNR {db(fixed_h['sqnr_db'])} dB."
     )
+    if len(r["layer_outputs"]) > 1:
+        steps = [
+            f"{sig.split('.')[0]} {db(r['errors']['fixed'][sig]['sqnr_db'])} dB"
+            for sig in r["layer_outputs"]
+        ]
+        out.append("SQNR at the output of each layer, from the input up: " + ", ".join(steps) + ".")
     if fixed_h["rmse"] > 0:
         share = (pwl_h["rmse"] / fixed_h["rmse"]) ** 2
         if share > 0.5:
@@ -152,18 +183,19 @@ def findings(r: dict) -> list[str]:
                 f"I = {g['int_bits_needed']} would free them for precision."
             )
     gr = r["growth"]["fixed"]
+    gsig = "h" if r["growth_signal"] == "y" and len(r["layer_outputs"]) == 1 else r["growth_signal"]
     out.append(
-        f"Along the sequence the error of h {gr['verdict']} (RMSE of the last quarter of the "
+        f"Along the sequence the error of {gsig} {gr['verdict']} (RMSE of the last quarter of the "
         f"steps {num(gr['ratio'])}× that of the first)."
     )
     worst = max(r["tables"].values(), key=lambda t: t["max_lsb"])
     out.append(
-        f"Worst table: {worst['activation']} ({worst['describe']}), {num(worst['max_lsb'])} "
-        f"output LSB at worst over every input code."
+        f"Worst table: {worst['layer']}.{worst['activation']} ({worst['describe']}), "
+        f"{num(worst['max_lsb'])} output LSB at worst over every input code."
     )
     out.append(
         "Next: `lstmfx sweep` shows the error against each tensor's word length, and "
-        "`lstmfx tune --budget h_max_abs=…` (or metric_drop=… with labels) finds the fewest "
+        "`lstmfx tune --budget y_max_abs=…` (or metric_drop=… with labels) finds the fewest "
         "bits within a budget and writes the config."
     )
     return out
@@ -213,13 +245,12 @@ def error_rows(r: dict) -> tuple[list[str], list[list[str]]]:
         "PWL-only SQNR dB",
     ]
     rows = []
-    fmts = r["config"]["formats"]
-    for s in SIGNALS:
+    for s in r["errors"]["fixed"]:
         f, p = r["errors"]["fixed"][s], r["errors"]["pwl"][s]
         rows.append(
             [
-                SIGNAL_LABEL[s],
-                fmts[TRACE_FORMAT[SIGNALS[s][0]]],
+                signal_label(s),
+                signal_format(r, s),
                 num(f["max_abs"]),
                 num(f["max_lsb"]),
                 num(f["rmse"]),
@@ -229,6 +260,33 @@ def error_rows(r: dict) -> tuple[list[str], list[list[str]]]:
                 db(p["sqnr_db"]),
             ]
         )
+    return head, rows
+
+
+def layer_rows(r: dict) -> tuple[list[str], list[list[str]]]:
+    """The error at the output of each layer, from the input up: where it grows."""
+    head = ["layer output", "format", "fixed max abs", "(LSB)", "fixed RMSE", "fixed SQNR dB",
+            "SQNR change", "PWL-only SQNR dB"]  # fmt: skip
+    rows, below = [], None
+    for sig in r["layer_outputs"]:
+        f, p = r["errors"]["fixed"][sig], r["errors"]["pwl"][sig]
+        change = "–"
+        if below is not None and f["sqnr_db"] is not None and below is not None:
+            if math.isfinite(f["sqnr_db"]) and math.isfinite(below):
+                change = f"{f['sqnr_db'] - below:+.1f}"
+        rows.append(
+            [
+                sig,
+                signal_format(r, sig),
+                num(f["max_abs"]),
+                num(f["max_lsb"]),
+                num(f["rmse"]),
+                db(f["sqnr_db"]),
+                change,
+                db(p["sqnr_db"]),
+            ]
+        )
+        below = f["sqnr_db"]
     return head, rows
 
 
@@ -342,9 +400,9 @@ def plot_ranges(r: dict) -> bytes:
 
 
 def plot_errors(r: dict) -> bytes:
-    plt, fig, ax = _figure(size=(8, 4.2))
+    sigs = list(r["errors"]["fixed"])
+    plt, fig, ax = _figure(size=(max(8, 0.35 * len(sigs) + 2), 4.2))
     ax = ax[0, 0]
-    sigs = list(SIGNALS)
     x = np.arange(len(sigs))
     cap = 0
     for k, (m, color) in enumerate((("fixed", "#1f4e79"), ("pwl", "#e67e22"))):
@@ -354,7 +412,9 @@ def plot_errors(r: dict) -> bytes:
         vals = [v if v is not None and math.isfinite(v) else np.nan for v in vals]
         label = "fixed point" if m == "fixed" else "PWL tables alone (float arithmetic)"
         ax.bar(x + (k - 0.5) * 0.38, vals, width=0.38, color=color, label=label)
-    ax.set_xticks(x, [SIGNAL_LABEL[s] for s in sigs], rotation=30, ha="right")
+    labels = [signal_label(s) if len(r["layer_outputs"]) > 1 else SIGNAL_LABEL.get(
+        s.split(".")[-1], s) for s in sigs]  # fmt: skip
+    ax.set_xticks(x, labels, rotation=40, ha="right")
     ax.set_ylabel("SQNR against float64 (dB)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -362,8 +422,22 @@ def plot_errors(r: dict) -> bytes:
 
 
 def plot_steps(r: dict) -> bytes:
+    """Left: the error of the network's output (or, with output ``last``, of the top LSTM
+    layer's h) per step; right: the error of each LSTM layer's h and c per step."""
     plt, fig, axes = _figure(1, 2, size=(9, 3.6))
-    for ax, sig in zip(axes[0], ("h", "c")):
+    gsig = r["growth_signal"]
+    ax = axes[0, 1]
+    for sig, st in r["per_step"]["fixed"].items():
+        if sig == "y":
+            continue
+        t = np.arange(1, len(st["rmse"]) + 1)
+        ax.plot(t, st["rmse"], "-" if sig.endswith(".h") else ":", marker=".", label=sig)
+    ax.set_yscale("log")
+    ax.set_xlabel("time step")
+    ax.set_title("fixed-point RMSE of each LSTM layer", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    for ax, sig in zip(axes[0], (gsig,)):
         for m, color, style in (("fixed", "#1f4e79", "-"), ("pwl", "#e67e22", "--")):
             st = r["per_step"][m][sig]
             t = np.arange(1, len(st["rmse"]) + 1)
@@ -372,7 +446,8 @@ def plot_steps(r: dict) -> bytes:
             ax.plot(t, st["max_abs"], style, color=color, alpha=0.35, label=f"{label}: max abs")
         ax.set_yscale("log")
         ax.set_xlabel("time step")
-        ax.set_title(f"error of {sig} against float64", fontsize=10)
+        name = "the output y" if sig == "y" else sig
+        ax.set_title(f"error of {name} against float64", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
     return _png(plt, fig)
@@ -389,14 +464,28 @@ def _envelope(x: np.ndarray, y: np.ndarray, bins: int = 1500):
     return xs, lo, hi
 
 
+def flat_tables(tables: dict) -> dict:
+    """``{"lstm1.sigmoid": table, ...}`` from a network's tables by layer (``Config.tables``)
+    or from one layer's tables by activation (``{"sigmoid": table}``)."""
+    out = {}
+    for key, t in tables.items():
+        if isinstance(t, dict):
+            out.update({f"{key}.{act}": table for act, table in t.items()})
+        else:
+            out[key] = t
+    return out
+
+
 def plot_tables(tables: dict) -> bytes:
     """Each table against its function over the input format's range, and its error in
     output LSBs at every input code."""
+    tables = flat_tables(tables)
     plt, fig, axes = _figure(len(tables), 2, size=(10, 2.9 * len(tables)))
     for row, (act, table) in enumerate(tables.items()):
-        func = ACTIVATIONS[act][2]
+        func = ACTIVATIONS[act.split(".")[-1]][2]
         fin, fout = table.in_fmt, table.out_fmt
-        codes = np.arange(fin.code_min, fin.code_max + 1, dtype=np.int64)
+        # every input code up to 2^18 of them; a wider input (up to 32 bits) is sampled
+        codes = spread_codes(fin, PLOT_CODES)
         xv = fin.codes_to_values(codes)
         got = fout.codes_to_values(table(codes))
         exact = FUNCTIONS[func](xv)
@@ -421,7 +510,12 @@ def plot_tables(tables: dict) -> bytes:
         ax.fill_between(xs, elo, ehi, color="#1f4e79", alpha=0.6, lw=0.5)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"{act}: error in output LSBs (max {np.abs(err).max():.2f})", fontsize=9)
-        ax.set_xlabel("input value (every code of the input format)")
+        every = fin.code_max - fin.code_min + 1 <= PLOT_CODES
+        ax.set_xlabel(
+            "input value (every code of the input format)"
+            if every
+            else f"input value ({codes.shape[0]:,} codes spread over the input format)"
+        )
         ax.grid(alpha=0.3)
     return _png(plt, fig)
 
@@ -483,6 +577,10 @@ def sections(r: dict) -> list[tuple[str, list]]:
     cfg = r["config"]
     data = r["data"]
     task = r.get("task")
+    gsig = r["growth_signal"]
+    growth_name = "the output y" if gsig == "y" and len(cfg["layers"]) > 1 else gsig
+    if gsig == "y" and len(cfg["layers"]) == 1:
+        growth_name = "h"
     out = [
         (
             "Summary",
@@ -502,9 +600,14 @@ def sections(r: dict) -> list[tuple[str, list]]:
         (
             "Error against float64",
             [
-                "Every internal tensor of the fixed-point model (all sequences, all steps) "
-                "against the float64 model with exact σ and tanh; beside it the model with "
-                "float arithmetic and the PWL tables as its only approximation.",
+                "The output of each layer, from the input up: the error of the fixed-point "
+                "network against the float64 network there, so the table shows where it "
+                "grows (SQNR change: against the layer below).",
+                ("table", layer_rows(r)),
+                "Every internal tensor of every layer of the fixed-point model (all "
+                "sequences, all steps) against the float64 model with exact σ and tanh; "
+                "beside it the model with float arithmetic and the PWL tables as its only "
+                "approximation.",
                 ("table", error_rows(r)),
                 ("table", weight_rows(r)),
                 ("plot", "errors"),
@@ -514,7 +617,8 @@ def sections(r: dict) -> list[tuple[str, list]]:
             "Error along the sequence",
             [
                 f"RMSE and max abs error per time step over {data['sequences']} sequences. "
-                f"The error of h {r['growth']['fixed']['verdict']}: the last quarter of the "
+                f"The error of {growth_name} {r['growth']['fixed']['verdict']}: the last "
+                f"quarter of the "
                 f"steps has {num(r['growth']['fixed']['ratio'])}× the RMSE of the first.",
                 ("plot", "steps"),
             ],
@@ -522,8 +626,9 @@ def sections(r: dict) -> list[tuple[str, list]]:
         (
             "Activation tables",
             [
-                "Each table against its exact function, with the error over every input code "
-                "of its input format (exhaustive), in LSBs of its output format.",
+                "Each table of each LSTM layer against its exact function, with the error "
+                "over every input code of its input format (exhaustive), in LSBs of its "
+                "output format.",
                 ("table", table_rows(r)),
                 ("plot", "tables"),
             ],
@@ -532,6 +637,8 @@ def sections(r: dict) -> list[tuple[str, list]]:
     if task:
         where = "the last step" if task["steps"] == "last" else "every step"
         head = f" through the head {Path(task['head']).name}" if task["head"] else ""
+        if task.get("head_layers"):
+            head = f" at the network's output (through {', '.join(task['head_layers'])})"
         out.append(
             (
                 "Task metric",
@@ -541,9 +648,15 @@ def sections(r: dict) -> list[tuple[str, list]]:
                 ],
             )
         )
+    shape = ", ".join(
+        f"{la['name']} {la['input_size']}→{la['output_size']}"
+        + (" peephole" if la.get("peephole") else "")
+        + (f" {la['activation']}" if la["kind"] == "dense" else "")
+        for la in cfg["layers"]
+    )
     intro = (
         f"Config {cfg['source'] or cfg['name']}: model {Path(cfg['model']).name} "
-        f"(I={cfg['input_size']}, H={cfg['hidden_size']}, output {cfg['output']}), "
+        f"({shape}; output {cfg['output']}), "
         f"{r['total_bits']} bits over all formats. Data: {data['sequences']} sequences × "
         f"{data['steps']} steps."
     )

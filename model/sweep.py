@@ -4,11 +4,14 @@ An axis is written ``NAMES=VALUES``:
 
 - ``w=8..16`` the word length W of tensor ``w`` (its integer bits I stay, so the fraction
   grows); ``w,r=8..16`` varies both together; ``weights`` stands for w, r, b (and p),
-  ``all`` for every tensor;
+  ``all`` for every tensor. A plain name means that tensor in every LSTM layer
+  (``out``: in every dense layer), ``lstm2.cell`` or ``dense1.out`` one layer's; ``weights``
+  and ``all`` cover every layer, the dense ones too;
 - ``preact.I=4..7`` the integer bits I instead (W stays);
-- ``sigmoid.segments=8..256`` a table setting (powers of two for ``segments``; ``tables``
-  stands for all three tables); setting ``segments`` on an ``auto`` table makes it
-  ``uniform``. ``max_error_lsb=0.5..8`` (powers of two) and ``range_log2`` work the same.
+- ``sigmoid.segments=8..256`` a table setting of every LSTM layer, ``lstm2.sigmoid.segments``
+  of one (powers of two for ``segments``; ``tables`` stands for all three tables);
+  setting ``segments`` on an ``auto`` table makes it ``uniform``. ``max_error_lsb=0.5..8``
+  (powers of two) and ``range_log2`` work the same.
 
 ``A..B`` is every integer (word lengths, integer bits, range_log2) or every power of two
 (segments, max_error_lsb) from A to B; ``A..B:S`` steps by S; ``A,B,C`` lists values.
@@ -25,6 +28,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +36,17 @@ import numpy as np
 
 from model.config import ACTIVATIONS, ConfigError
 from model.formats import Format
-from model.measure import SIGNALS, measure
+from model.measure import measure
 from model.progress import Progress
-from model.qmodel import TENSORS
+from model.qmodel import DENSE_TENSORS, TENSORS
 
 TABLE_KEYS = {"segments": "pow2", "max_error_lsb": "pow2", "range_log2": "int"}
-TENSOR_GROUPS = {"weights": ("w", "r", "b", "p"), "all": TENSORS}
+TENSOR_GROUPS = {"weights": ("w", "r", "b", "p"), "all": (*TENSORS, "out")}
 TABLE_GROUPS = {"tables": tuple(ACTIVATIONS)}
-FORMAT = 1  # of sweep.jsonl
+#: tensors only dense layers have: a plain name means every dense layer's
+DENSE_ONLY = ("out",)
+_LAYER_RE = re.compile(r"^(lstm|dense)[1-9][0-9]*$")
+FORMAT = 2  # of sweep.jsonl: 2 keys every change by layer
 
 
 class SweepError(ValueError):
@@ -97,44 +104,115 @@ def _values(text: str, how: str, label: str) -> tuple:
     return tuple(out)
 
 
-def parse_axis(text: str, *, peephole: bool = False) -> Axis:
-    """An axis from its command-line text (see the module's docstring)."""
+def layer_layout(net, peephole: bool) -> list[tuple[str, str, bool]]:
+    """(name, kind, peephole) of each layer: of ``net``, or one LSTM layer."""
+    if net is None:
+        return [("lstm1", "lstm", peephole)]
+    return [
+        (n, la.kind, la.kind == "lstm" and la.peephole)
+        for n, la in zip(net.layer_names, net.layers)
+    ]
+
+
+def _layer_tensors(lname: str, kind: str, peephole: bool, first: bool) -> list[str]:
+    if kind == "dense":
+        return list(DENSE_TENSORS)
+    return [t for t in TENSORS if (t != "p" or peephole) and (t != "x" or first)]
+
+
+def expand_name(name: str, layout, table: bool, label: str) -> list[str]:
+    """One name of an axis as ``<layer>.<tensor>`` (or ``<layer>.<table>``) keys."""
+    lstm = [(n, k, p) for n, k, p in layout if k == "lstm"]
+    names = [n for n, _, _ in layout]
+    lname, dot, rest = name.partition(".")
+    if dot:
+        if lname not in names:
+            raise SweepError(
+                f"--vary {label}: {lname!r} is not a layer of this network ({', '.join(names)})"
+            )
+        layers = [entry for entry in layout if entry[0] == lname]
+        name = rest
+    else:
+        layers = lstm if name not in DENSE_ONLY else [e for e in layout if e[1] == "dense"]
+        if name in ("weights", "all") or name in TABLE_GROUPS:
+            layers = layout if not table else lstm
+    out = []
+    for lname, kind, peep in layers:
+        first = lname == layout[0][0]
+        if table:
+            if kind != "lstm":
+                raise SweepError(f"--vary {label}: {lname} is a dense layer; it has no tables")
+            acts = TABLE_GROUPS.get(name, (name,))
+            out += [f"{lname}.{a}" for a in acts]
+            continue
+        own = _layer_tensors(lname, kind, peep, first)
+        if name in TENSOR_GROUPS:
+            out += [f"{lname}.{t}" for t in own if t in TENSOR_GROUPS[name]]
+        elif name in own:
+            out.append(f"{lname}.{name}")
+        elif name == "x" and kind == "lstm":
+            if dot:
+                raise SweepError(
+                    f"--vary {label}: {lname}'s x is the h of the layer below; vary that h"
+                )
+        else:
+            known = ", ".join(own)
+            raise SweepError(
+                f"--vary {label}: {lname} has no tensor {name!r}; it has {known} (and the "
+                f"groups {', '.join(TENSOR_GROUPS)})"
+            )
+    return out
+
+
+def parse_axis(text: str, *, peephole: bool = False, net=None) -> Axis:
+    """An axis from its command-line text (see the module's docstring), for the layers of
+    ``net`` (a QuantizedNetwork; default one LSTM layer, with ``peephole``). Targets are
+    ``<layer>.<tensor>`` or ``<layer>.<table>`` keys."""
+    layout = layer_layout(net, peephole)
     label, eq, values = text.partition("=")
     label = label.strip()
     if not eq or not label or not values.strip():
         raise SweepError(f"--vary {text!r}: write NAME=A..B, for example w=8..16")
-    name, dot, key = label.partition(".")
-    names = [n.strip() for n in name.split(",")]
-    if len(names) == 1 and names[0] in TABLE_KEYS and not dot:
-        names, key, dot = ["tables"], names[0], "."
+    items = [n.strip() for n in label.split(",")]
+    # the setting after the last dot of the last item (.I, .segments) applies to every item
+    head, dot, key = items[-1].rpartition(".")
+    if dot and not _LAYER_RE.match(head):
+        items[-1] = head
+    else:
+        key = None
+    if len(items) == 1 and items[0] in TABLE_KEYS and key is None:
+        items, key = ["tables"], items[0]
+    plain = [n.rpartition(".")[2] for n in items]
     # tanh_cell is a tensor and a table: a table setting after the dot says which
-    table_only = [n for n in names if n in TABLE_GROUPS or (n in ACTIVATIONS and n not in TENSORS)]
+    table_only = [n for n in plain if n in TABLE_GROUPS or (n in ACTIVATIONS and n not in TENSORS)]
     if key in TABLE_KEYS or table_only:
-        if not all(n in ACTIVATIONS or n in TABLE_GROUPS for n in names) or key not in TABLE_KEYS:
+        if not all(n in ACTIVATIONS or n in TABLE_GROUPS for n in plain) or key not in TABLE_KEYS:
             raise SweepError(
-                f"--vary {label}: a table axis is TABLE.KEY with TABLE one of "
+                f"--vary {label}: a table axis is [LAYER.]TABLE.KEY with TABLE one of "
                 f"{', '.join([*ACTIVATIONS, *TABLE_GROUPS])} and KEY one of "
                 f"{', '.join(TABLE_KEYS)}"
             )
         acts = []
-        for n in names:
-            acts += TABLE_GROUPS.get(n, (n,))
+        for n in items:
+            acts += expand_name(n, layout, True, label)
         how = TABLE_KEYS[key]
         return Axis(label, tuple(dict.fromkeys(acts)), "table", key, _values(values, how, label))
-    tensors = []
-    for n in names:
-        if n in TENSOR_GROUPS:
-            tensors += [t for t in TENSOR_GROUPS[n] if t != "p" or peephole]
-        elif n in TENSORS:
-            tensors.append(n)
-        else:
-            raise SweepError(
-                f"--vary {label}: {n!r} is neither a tensor ({', '.join(TENSORS)}, or "
-                f"{', '.join(TENSOR_GROUPS)}) nor a table ({', '.join(ACTIVATIONS)}, tables)"
-            )
-    if dot and key != "I":
+    if key is not None and key != "I":
         raise SweepError(f"--vary {label}: after a tensor name only .I (integer bits) is known")
-    kind = "int_bits" if dot else "width"
+    known = set(TENSORS) | set(DENSE_TENSORS) | set(TENSOR_GROUPS)
+    for n in plain:
+        if n not in known:
+            raise SweepError(
+                f"--vary {label}: {n!r} is neither a tensor ({', '.join(TENSORS)}; dense: "
+                f"{', '.join(DENSE_TENSORS)}; or {', '.join(TENSOR_GROUPS)}) nor a table "
+                f"({', '.join(ACTIVATIONS)}, tables)"
+            )
+    tensors = []
+    for n in items:
+        tensors += expand_name(n, layout, False, label)
+    if not tensors:
+        raise SweepError(f"--vary {label} names no tensor of this network")
+    kind = "int_bits" if key == "I" else "width"
     vals = _values(values, "int", label)
     if kind == "width":
         bad = [v for v in vals if not 1 <= v <= 32]
@@ -143,8 +221,15 @@ def parse_axis(text: str, *, peephole: bool = False) -> Axis:
     return Axis(label, tuple(dict.fromkeys(tensors)), kind, None, vals)
 
 
+def tensor_format(cfg, key: str) -> Format:
+    """The format of ``<layer>.<tensor>`` in config ``cfg``."""
+    lname, tensor = key.split(".", 1)
+    return cfg.layer_formats(lname)[tensor]
+
+
 def changes(base, axes: list[Axis], point: tuple) -> dict:
-    """The formats and table settings that one point of the grid changes in ``base``."""
+    """The formats and table settings that one point of the grid changes in ``base``, keyed
+    ``<layer>.<tensor>`` and ``<layer>.<table>`` (as :meth:`Config.replace` takes them)."""
     fmts: dict[str, Format] = {}
     acts: dict[str, dict] = {}
     for axis, v in zip(axes, point):
@@ -152,10 +237,11 @@ def changes(base, axes: list[Axis], point: tuple) -> dict:
             if axis.kind == "table":
                 s = acts.setdefault(t, {})
                 s[axis.key] = v
-                if axis.key == "segments" and base.table_settings(t)["kind"] == "auto":
+                lname, act = t.split(".", 1)
+                if axis.key == "segments" and base.table_settings(act, lname)["kind"] == "auto":
                     s.setdefault("kind", "uniform")
                 continue
-            f = fmts.get(t, base.formats[t])
+            f = fmts.get(t, tensor_format(base, t))
             if axis.kind == "width":
                 f = Format(f.signed, int(v), f.int_bits, f.q, f.o)
             else:
@@ -175,23 +261,11 @@ def point_key(change: dict) -> str:
 
 
 class TableCache:
-    """Tables built once per (activation, formats, settings): a sweep rebuilds few."""
-
-    def __init__(self):
-        self.tables = {}
+    """Configs with a point's changes; :mod:`model.config` keeps every table it built, so a
+    sweep rebuilds few."""
 
     def configure(self, base, change: dict):
-        """``base`` with ``change`` applied, its tables taken from the cache when built."""
-        cfg = base.replace(formats=change["formats"], activations=change["activations"])
-        tables = {}
-        for act, (src, dst, _) in ACTIVATIONS.items():
-            s = cfg.table_settings(act)
-            key = (act, str(cfg.formats[src]), str(cfg.formats[dst]), json.dumps(s, sort_keys=True))
-            if key not in self.tables:
-                self.tables[key] = cfg.build_table(act)
-            tables[act] = self.tables[key]
-        cfg.__dict__["tables"] = tables  # Config.tables is a cached_property: fill it
-        return cfg
+        return base.replace(formats=change["formats"], activations=change["activations"])
 
 
 # --------------------------------------------------------------------------- metrics
@@ -234,7 +308,7 @@ def evaluate(base, change: dict, x, *, labels, head, tables: TableCache, float_c
     """The metrics of one point, or the reason it cannot be built."""
     try:
         cfg = tables.configure(base, change)
-        _ = cfg.qmodel
+        _ = cfg.network
     except (ConfigError, ValueError) as e:
         return {"error": str(e)}
     return summarize(measure(cfg, x, labels=labels, head=head, float_cache=float_cache))
@@ -358,12 +432,13 @@ def flat_row(row: dict) -> dict:
         return out
     fixed, pwl = res["errors"]["fixed"], res["errors"]["pwl"]
     out["total_bits"] = res["total_bits"]
-    for sig in SIGNALS:
-        out[f"{sig}_max_abs"] = fixed[sig]["max_abs"]
-        out[f"{sig}_rmse"] = fixed[sig]["rmse"]
-        out[f"{sig}_sqnr_db"] = fixed[sig]["sqnr_db"]
-    out["pwl_h_max_abs"] = pwl["h"]["max_abs"]
-    out["pwl_h_rmse"] = pwl["h"]["rmse"]
+    # h_* is the network's output, as the budgets of tune name it; then every signal
+    for name, sig in (("h", "y"), *((s, s) for s in fixed)):
+        out[f"{name}_max_abs"] = fixed[sig]["max_abs"]
+        out[f"{name}_rmse"] = fixed[sig]["rmse"]
+        out[f"{name}_sqnr_db"] = fixed[sig]["sqnr_db"]
+    out["pwl_h_max_abs"] = pwl["y"]["max_abs"]
+    out["pwl_h_rmse"] = pwl["y"]["rmse"]
     out["overflowed"] = sum(res["overflow"].values())
     for act, t in res["tables"].items():
         out[f"{act}_segments"] = t["segments"]
@@ -402,7 +477,8 @@ def write_outputs(rows: list[dict], axes: list[Axis], out_dir, *, title: str) ->
     body = [[num(r.get(c)) if not isinstance(r.get(c), str) else r[c] for c in shown] for r in flat]
     intro = (
         f"{len(rows)} points over {', '.join(f'{a.label} ({len(a.values)})' for a in axes)}. "
-        f"Errors are of the fixed-point h against float64 (all sequences and steps); "
+        f"Errors (h_*) are of the network's fixed-point output against float64 (all "
+        f"sequences and steps); "
         f"pwl_h_rmse is the error of the PWL tables alone. Every number: sweep.csv, sweep.jsonl."
     )
     md = [f"# {title}", "", intro, ""]

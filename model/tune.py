@@ -33,13 +33,13 @@ import numpy as np
 
 from model.config import ConfigError
 from model.formats import Format
-from model.measure import SIGNALS, int_bits_needed, measure, total_bits
-from model.qmodel import TENSORS
-from model.sweep import TableCache
+from model.measure import SIGNALS, int_bits_needed, layer_tensors, measure, total_bits
+from model.sweep import SweepError, TableCache, expand_name, layer_layout, tensor_format
 
 STATS = ("max_abs", "rmse", "sqnr_db", "max_lsb")
 TASK_BUDGETS = ("metric_drop", "accuracy_drop", "rmse_increase")
-_BUDGET_RE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|=)\s*([-+0-9.eE]+)\s*(%?)\s*$")
+_BUDGET_RE = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|=)\s*([-+0-9.eE]+)\s*(%?)\s*$")
+_LAYER_SIGNAL_RE = re.compile(r"^(lstm|dense)[1-9][0-9]*\.([a-z_]+)$")
 #: how many bits a probe takes off a tensor, tried in turn until the error moves
 PROBE_STEPS = (4, 8)
 
@@ -71,7 +71,19 @@ class Budget:
         if self.name == "overflow":
             return float(sum(m["overflow"].values()))
         sig, stat = _split(self.name)
-        return m["errors"]["fixed"][sig][stat]
+        errors = m["errors"]["fixed"]
+        if sig in ("h", "y"):
+            return errors["y"][stat]  # h, as ever, names the network's output
+        if "." in sig:
+            if sig not in errors:
+                raise TuneError(
+                    f"budget {self.name}: this network has no signal {sig}; its signals are "
+                    f"{', '.join(errors)}"
+                )
+            return errors[sig][stat]
+        # a plain LSTM signal: the worst of every LSTM layer
+        vals = [e[stat] for k, e in errors.items() if k.split(".")[-1] == sig and k != "y"]
+        return min(vals) if self.floor else max(vals)
 
     def ok(self, m: dict) -> bool:
         v = self.value(m)
@@ -85,12 +97,16 @@ def _split(name: str) -> tuple[str, str]:
     for stat in STATS:
         if name.endswith("_" + stat):
             sig = name[: -len(stat) - 1]
-            if sig in SIGNALS:
+            if sig in SIGNALS or sig == "y":
+                return sig, stat
+            m = _LAYER_SIGNAL_RE.match(sig)
+            if m and (m.group(2) in SIGNALS if m.group(1) == "lstm" else m.group(2) == "out"):
                 return sig, stat
     raise TuneError(
-        f"unknown budget {name!r}: use SIGNAL_STAT with SIGNAL one of {', '.join(SIGNALS)} "
-        f"and STAT one of {', '.join(STATS)} (h_max_abs, h_rmse, h_sqnr_db, ...), or "
-        f"metric_drop (the task metric's loss, with --labels), or overflow"
+        f"unknown budget {name!r}: use SIGNAL_STAT with STAT one of {', '.join(STATS)} and "
+        f"SIGNAL y or h (the network's output), one of {', '.join(SIGNALS)} (the worst of "
+        f"every LSTM layer), or one layer's (lstm2.c, dense1.out); or metric_drop (the task "
+        f"metric's loss, with --labels), or overflow"
     )
 
 
@@ -137,12 +153,19 @@ class Evaluator:
         self.tables = TableCache()
         self.float_cache = {}
         self.seen: dict[str, Point] = {}
+        #: the network's order of its tensors: the tuned config's sections follow it
+        self.order = {t: k for k, t in enumerate(layer_tensors(base.network))}
 
     def formats(self, widths: dict[str, int]) -> dict[str, str]:
+        """The formats that ``widths`` change (``<layer>.<tensor>``: text); a tensor left as
+        the config has it is not named, so the tuned config names only what tuning moved."""
         out = {}
-        for t, w in widths.items():
-            f = self.base.formats[t]
-            out[t] = str(Format(f.signed, int(w), self.int_bits[t], f.q, f.o))
+        order = self.order
+        for t, w in sorted(widths.items(), key=lambda kv: order.get(kv[0], len(order))):
+            f = tensor_format(self.base, t)
+            new = Format(f.signed, int(w), self.int_bits[t], f.q, f.o)
+            if new != f:
+                out[t] = str(new)
         return out
 
     def __call__(self, widths: dict[str, int], acts: dict | None = None) -> Point:
@@ -153,7 +176,7 @@ class Evaluator:
         change = {"formats": self.formats(widths), "activations": acts}
         try:
             cfg = self.tables.configure(self.base, change)
-            _ = cfg.qmodel
+            _ = cfg.network
             m = measure(
                 cfg,
                 self.x,
@@ -183,7 +206,7 @@ def power(p: Point) -> float:
     """The error power of h: the quantity the noise model predicts."""
     if p.metrics is None:
         return math.inf
-    return p.metrics["errors"]["fixed"]["h"]["rmse"] ** 2
+    return p.metrics["errors"]["fixed"]["y"]["rmse"] ** 2
 
 
 # --------------------------------------------------------------------------- the search
@@ -223,9 +246,19 @@ def tune(
     if not budgets:
         raise TuneError("give at least one --budget, for example --budget h_max_abs=0.01")
     x = np.asarray(x, dtype=np.float64)
-    qm = base.qmodel
-    used = [t for t in TENSORS if t != "p" or qm.peephole]
-    tensors = list(tensors) if tensors else used
+    net = base.network
+    fmt_of = layer_tensors(net)
+    used = list(fmt_of)
+    if tensors:
+        named = []
+        for t in tensors:
+            try:
+                named += expand_name(t, layer_layout(net, False), False, f"--tensors {t}")
+            except SweepError as e:
+                raise TuneError(str(e).replace("--vary ", "")) from None
+        tensors = list(dict.fromkeys(named))
+    else:
+        tensors = used
     bad = [t for t in tensors if t not in used]
     if bad:
         raise TuneError(f"cannot tune {', '.join(bad)}: the tensors in use are {', '.join(used)}")
@@ -233,17 +266,17 @@ def tune(
     # 1. ranges -> integer bits
     m0 = measure(base, x, labels=labels, head=head, pwl=False)
     for b in budgets:
-        b.value(m0)  # fails early on a task budget without labels
+        b.value(m0)  # fails early on a task budget without labels, or an unknown signal
     int_bits = {}
     for t in used:
-        f = base.formats[t]
+        f = fmt_of[t]
         g = m0["ranges"][t]
         need = int_bits_needed(g["min"], g["max"], signed=f.signed)
         keep = keep_int_bits or t not in tensors or need is None
         int_bits[t] = f.int_bits if keep else need + headroom
     ev = Evaluator(base, x, int_bits, budgets, labels=labels, head=head)
     lowest = {t: max(min_width, int_bits[t] + 1) for t in tensors}
-    fixed_w = {t: base.formats[t].width for t in used if t not in tensors}
+    fixed_w = {t: fmt_of[t].width for t in used if t not in tensors}
 
     def widths_of(w: dict[str, int]) -> dict[str, int]:
         return {**fixed_w, **w}
@@ -252,7 +285,7 @@ def tune(
         return ev(widths_of(w), acts)
 
     # 2. a start within the budget: the config's precision (fractional bits) on new ranges
-    start = {t: min(max_width, max(lowest[t], base.formats[t].frac + int_bits[t])) for t in tensors}
+    start = {t: min(max_width, max(lowest[t], fmt_of[t].frac + int_bits[t])) for t in tensors}
     p_start = check(start)
     while not p_start.ok(budgets):
         if all(w >= max_width for w in start.values()):
@@ -261,7 +294,7 @@ def tune(
         p_start = check(start)
 
     def bits_of(w: dict[str, int]) -> int:
-        return total_bits(_fmts(base, ev, widths_of(w)), qm.peephole)
+        return sum(widths_of(w).values())
 
     say(f"start: {bits_of(start)} bits within budget ({values_text(p_start, budgets)})")
 
@@ -361,9 +394,9 @@ def tune(
     gr = {"widths": gw, "bits": bits_of(gw)}
     return TuneResult(
         config=ev.config(widths_of(best_w), acts),
-        widths=widths_of(best_w),
+        widths={t: widths_of(best_w)[t] for t in used},  # in the network's order
         acts=acts,
-        config_bits=total_bits(base.formats, qm.peephole),
+        config_bits=total_bits(net),
         bits=bits,
         uniform=uni,
         greedy=gr,
@@ -375,12 +408,6 @@ def tune(
 
 def frac(t: str, width: int, int_bits: dict[str, int]) -> int:
     return width - int_bits[t]
-
-
-def _fmts(base, ev: Evaluator, widths: dict[str, int]) -> dict[str, Format]:
-    from model.formats import parse_format
-
-    return {**base.formats, **{t: parse_format(f) for t, f in ev.formats(widths).items()}}
 
 
 def descend(w, check, budgets, lowest, gains, int_bits, max_width) -> dict[str, int]:
@@ -421,19 +448,25 @@ def shrink(base, widths, *, check_full, budgets) -> dict:
     """Grow the error target of each ``auto`` table (halve the segments of a ``uniform``
     or ``lut`` one) while the budget holds."""
     acts = {}
-    for act in ("sigmoid", "tanh", "tanh_cell"):
-        s = base.table_settings(act)
+    tables = [
+        (f"{lname}.{act}", lname, act)
+        for lname in base.network.layer_names
+        if lname.startswith("lstm")
+        for act in ("sigmoid", "tanh", "tanh_cell")
+    ]
+    for key, lname, act in tables:
+        s = base.table_settings(act, lname)
         for _ in range(6):
             if s["kind"] == "auto":
-                trial = {"max_error_lsb": float(acts.get(act, s)["max_error_lsb"]) * 2}
+                trial = {"max_error_lsb": float(acts.get(key, s)["max_error_lsb"]) * 2}
             elif s["kind"] in ("uniform", "lut"):
-                seg = int(acts.get(act, s)["segments"])
+                seg = int(acts.get(key, s)["segments"])
                 if seg <= 1:
                     break
                 trial = {"segments": seg // 2}
             else:
                 break
-            cand = {**acts, act: {**acts.get(act, {}), **trial}}
+            cand = {**acts, key: {**acts.get(key, {}), **trial}}
             p = check_full(cand)
             if not p.ok(budgets):
                 break
@@ -483,7 +516,7 @@ def unreachable(p: Point, budgets, max_width: int) -> str:
     return (
         f"the budget {', '.join(map(str, budgets))} is not met even with the tuned tensors at "
         f"{max_width} bits "
-        f"({values_text(p, budgets)}, h RMSE {pwl['fixed']['h']['rmse']:.3g}); the activation "
+        f"({values_text(p, budgets)}, output RMSE {pwl['fixed']['y']['rmse']:.3g}); the activation "
         f"tables may be the floor: lower [activations] max_error_lsb, or allow wider words "
         f"with --max-width"
     )

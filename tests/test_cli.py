@@ -1,8 +1,10 @@
 """The command line: manifest and infer, through lstmfx.main as a user calls them."""
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from model.config import load_config
 from model.network import run_fixed, run_float
 
 RNG = np.random.default_rng(11)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -123,6 +126,40 @@ def test_console_script_help():
         [sys.executable, "-m", "lstmfx", "--help"], capture_output=True, text=True, check=True
     )
     assert "manifest" in out.stdout and "infer" in out.stdout
+
+
+def test_help_imports_no_heavy_package():
+    """Every command is registered before one is chosen: registering must import no numpy,
+    numba, amaranth or torch (they take seconds), so that ``lstmfx --help`` answers at once."""
+    heavy = ("numpy", "numba", "amaranth", "torch", "scipy", "matplotlib", "onnx", "cocotb")
+    code = (
+        "import sys, lstmfx; lstmfx.build_parser(); "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
+    for command in ("report", "sweep", "tune", "demo", "generate", "simulate"):
+        assert command in lstmfx.build_parser().format_help()
+
+
+def test_model_imports_nothing_from_hdl_or_sim():
+    """model/ is the floor hdl/ and sim/ stand on: no import of them, not even one inside a
+    function (the flows that cross packages live in lstmfx/)."""
+    found = []
+    for path in sorted((ROOT / "model").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in ("hdl", "sim", "lstmfx"):
+                    found.append(f"{path.name}:{node.lineno} imports {name}")
+    assert not found, found
 
 
 def test_infer_refuses_npz_and_integer_values(tmp_path, config, capsys):

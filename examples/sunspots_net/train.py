@@ -21,18 +21,19 @@ Needs PyTorch (CPU; ``pip install torch==2.13.0``), onnx and onnxruntime; under 
 two cores. ``python3 examples/sunspots_net/train.py`` from anywhere.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "sunspots" / "sunspots.csv"
+# the same data, windows and split as the one-layer example
+sys.path.insert(0, str(HERE.parent / "sunspots"))
+from train import TEST_FROM, WARMUP, WINDOW, load_series, windows  # noqa: E402
+
 HIDDEN = 12
 LAYERS = 2
-WINDOW = 32
-WARMUP = 8  # steps of each training window that are not scored: the state is still cold
-TEST_FROM = 1930
 EPOCHS = 300
 SEED = 3
 
@@ -46,18 +47,6 @@ class Forecaster(torch.nn.Module):
     def forward(self, x):
         h, _ = self.lstm(x)
         return self.head(h)  # [N, T, 1]: a forecast of the next value at every step
-
-
-def load_series() -> tuple[np.ndarray, np.ndarray]:
-    data = np.loadtxt(DATA, delimiter=",", skiprows=1)
-    return data[:, 0].astype(int), data[:, 1]
-
-
-def windows(series: np.ndarray, ends: range) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs [N, WINDOW] ending at each index in ``ends`` and the value after each step."""
-    x = np.stack([series[e - WINDOW + 1 : e + 1] for e in ends])
-    y = np.stack([series[e - WINDOW + 2 : e + 2] for e in ends])
-    return x, y
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""model.lstm.run_float, our float64 LSTM, against onnxruntime's LSTM operator.
+"""model.lstm.lstm_float, our float64 LSTM layer, against onnxruntime's LSTM operator.
 
 ONNX Runtime's CPU LSTM runs in float32 only ("LSTM operator does not support double yet"),
 so the weights and inputs are float32 values (exact in float64 too) and the comparison
@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from model.lstm import FloatLSTM, run_float
+from model.lstm import FloatLSTM
+from model.lstm import lstm_float as run_float
 
 # |h| < 1, so what float32 leaves is an absolute error: each step rounds O(I + H) products
 # and sums (2^-24 relative each) and ORT's vectorized sigmoid/tanh are good to a few float32

@@ -5,17 +5,29 @@ random tables (random breakpoints, coefficients over their formats' whole range,
 Out Q/O mode) on narrower ones.
 """
 
+import contextlib
 import itertools
 import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
 from fractions import Fraction
+from pathlib import Path
 
 import naive
 import numpy as np
 import pytest
 
+from model import pwl
 from model.formats import O_MODES, Q_MODES, Format, parse_format
 from model.pwl import (
+    FITS,
+    FUNCTIONS,
     PwlTable,
+    describe,
+    error_bound,
     evaluate,
     fit_table,
     hard_table,
@@ -456,3 +468,369 @@ def test_bad_function_and_fit():
         plan_table("relu", "fixed<16,6>", "fixed<16,1>")
     with pytest.raises(ValueError, match="fit must be one of"):
         uniform_table("tanh", "fixed<16,6>", "fixed<16,1>", range_log2=2, segments=4, fit="l2")
+
+
+# --------------------------------------------------------------------------- wide input formats
+#
+# Over an input format of more than EXHAUSTIVE_MAX_CODES codes a table is fitted and checked
+# from a few codes per segment, and error() is an upper bound. Up to that, every code.
+
+
+def _reference_fit(func, in_fmt, bps, x_hi, cb_fmt, fit, slope_zero):
+    """fit_table's fit as it was before wide formats: every code of every segment."""
+    f = FUNCTIONS[func]
+    ends = np.append(bps[1:] - 1, x_hi)
+    scale = in_fmt.lsb
+    slopes_v, inter_v = np.zeros(bps.shape[0]), np.zeros(bps.shape[0])
+    for s, (b0, b1) in enumerate(zip(bps, ends)):
+        d = np.arange(0, int(b1 - b0) + 1, dtype=np.float64)
+        y = f((b0 + d) * scale)
+        dv = d * scale
+        if slope_zero:
+            slope = 0.0
+        elif fit == "lsq" and d.shape[0] > 1:
+            slope = float(np.polyfit(dv, y, 1)[0])
+        elif fit == "interp":
+            slope = float((f((b1 + 1) * scale) - y[0]) / ((b1 + 1 - b0) * scale))
+        else:
+            slope = float((y[-1] - y[0]) / dv[-1]) if d.shape[0] > 1 else 0.0
+        slope_q = float(cb_fmt.codes_to_values(cb_fmt.from_float(slope)))
+        slopes_v[s] = slope_q
+        resid = y - slope_q * dv
+        if fit == "minimax":
+            inter_v[s] = 0.5 * (resid.max() + resid.min())
+        elif fit == "lsq":
+            inter_v[s] = resid.mean()
+        else:
+            inter_v[s] = resid[0]
+    return inter_v, slopes_v
+
+
+def _reference_error(table, func):
+    """error() as it was before wide formats: every input code."""
+    codes = all_codes(table.in_fmt)
+    got = table.out_fmt.codes_to_values(table(codes))
+    err = np.abs(got - FUNCTIONS[func](table.in_fmt.codes_to_values(codes)))
+    lsb = table.out_fmt.lsb
+    return {
+        "function": func,
+        "segments": int(table.breakpoints.shape[0]),
+        "max_abs": float(err.max()),
+        "mean_abs": float(err.mean()),
+        "max_lsb": float(err.max() / lsb),
+        "mean_lsb": float(err.mean() / lsb),
+        "worst_input_code": int(codes[int(err.argmax())]),
+    }
+
+
+NARROW_INPUTS = [
+    "fixed<16,6,RND,SAT>",
+    "ufixed<16,4,TRN,WRAP>",
+    "fixed<12,2,RND,SAT>",
+    "fixed<8,3>",
+]
+
+
+@pytest.mark.parametrize("in_text", NARROW_INPUTS)
+def test_narrow_tables_are_bit_identical_to_the_exhaustive_fit(in_text):
+    """Up to 16 bits nothing changed: the same coefficients and the same error report."""
+    in_fmt = parse_format(in_text)
+    cb_fmt = parse_format("fixed<18,2,RND,SAT>")
+    for func, fit, lookup, segments in itertools.product(
+        ("sigmoid", "tanh"), FITS, (False, True), (1, 16, 128)
+    ):
+        table = uniform_table(
+            func,
+            in_fmt,
+            "ufixed<16,1,RND,SAT>" if func == "sigmoid" else "fixed<16,1,RND,SAT>",
+            range_log2=3,
+            segments=segments,
+            fit=fit,
+            lookup=lookup,
+        )
+        inter_v, slopes_v = _reference_fit(
+            func, in_fmt, table.breakpoints, table.x_hi, cb_fmt, fit, lookup
+        )
+        assert table.intercepts.tolist() == table.ca_fmt.from_float(inter_v).tolist()
+        assert table.slopes.tolist() == cb_fmt.from_float(slopes_v).tolist()
+        rep = table.error()
+        assert rep.pop("method") == "exhaustive"
+        assert rep == _reference_error(table, func)
+
+
+def test_narrow_smallest_table_is_the_exhaustive_search():
+    """The search on a 14-bit input picks what the exhaustive search picks."""
+    in_fmt, out_fmt = parse_format("fixed<14,5,RND,SAT>"), parse_format("ufixed<12,1,RND,SAT>")
+    table = smallest_uniform_table("sigmoid", in_fmt, out_fmt, max_error_lsb=1.5)
+    want = None
+    for segments in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        for range_log2 in range(-1, 5):
+            ref = uniform_table(
+                "sigmoid", in_fmt, out_fmt, range_log2=range_log2, segments=segments
+            )
+            if _reference_error(ref, "sigmoid")["max_lsb"] <= 1.5:
+                want = ref
+                break
+        if want is not None:
+            break
+    assert table.to_json() == want.to_json()
+
+
+@contextlib.contextmanager
+def _exhaustive_up_to(codes):
+    old = pwl.EXHAUSTIVE_MAX_CODES
+    pwl.EXHAUSTIVE_MAX_CODES = codes
+    try:
+        yield
+    finally:
+        pwl.EXHAUSTIVE_MAX_CODES = old
+
+
+def _medium_tables():
+    """Tables over 18-20-bit inputs of every kind and fit, across Out's Q and O modes."""
+    gate, cand = "ufixed<16,1,RND,SAT>", "fixed<16,1,RND,SAT>"
+    yield uniform_table("sigmoid", "fixed<20,6,RND,SAT>", gate, range_log2=4, segments=64)
+    yield uniform_table("tanh", "fixed<18,4,TRN,SAT>", cand, range_log2=2, segments=16, fit="lsq")
+    yield uniform_table(
+        "tanh", "ufixed<19,4,RND,SAT>", "fixed<10,1,TRN,SAT_SYM>", range_log2=3, segments=8
+    )
+    yield uniform_table(
+        "sigmoid",
+        "fixed<18,8,RND,SAT>",
+        "ufixed<12,1,TRN_ZERO,SAT>",
+        range_log2=3,
+        segments=32,
+        fit="interp",
+    )
+    yield uniform_table(
+        "tanh",
+        "fixed<20,6,RND,SAT>",
+        "fixed<8,1,RND_CONV,SAT>",
+        range_log2=3,
+        segments=64,
+        lookup=True,
+    )
+    yield uniform_table(
+        "tanh", "fixed<19,5,RND,SAT>", "fixed<14,0,RND,SAT_ZERO>", range_log2=4, segments=32
+    )
+    # a table whose rounding carries out of ufixed<12,0> near 1 and wraps to 0
+    yield uniform_table(
+        "sigmoid",
+        "fixed<18,6,RND,SAT>",
+        "ufixed<12,0,RND,WRAP>",
+        range_log2=5,
+        segments=16,
+        lookup=True,
+    )
+    yield uniform_table(
+        "sigmoid", "fixed<18,2,RND,SAT>", "ufixed<16,1,RND,SAT>", range_log2=0, segments=1
+    )  # clamped far inside the function's range
+    yield plan_table("sigmoid", "fixed<20,6,RND,SAT>", gate)
+    yield plan_table("tanh", "fixed<18,3,RND,SAT>", "fixed<16,1,TRN,SAT>")
+    yield hard_table("sigmoid", "fixed<18,6,RND,SAT>", "ufixed<10,1,RND_MIN_INF,SAT_SYM>")
+    yield hard_table("tanh", "fixed<19,8,RND,SAT>", "fixed<6,2,RND,WRAP>")
+
+
+def test_medium_inputs_bound_is_at_least_the_exhaustive_error():
+    """On 18-20-bit inputs the bound is never below the error over every code, and never
+    more than the output's rounding above it where nothing wraps."""
+    for table in _medium_tables():
+        func = table.info["function"]
+        with _exhaustive_up_to(1 << 20):
+            exact = table.error()
+        with _exhaustive_up_to(0):
+            bound = table.error()
+        assert exact["method"] == "exhaustive" and bound["method"] == "bound"
+        assert bound["max_abs"] >= exact["max_abs"], (str(table.out_fmt), bound, exact)
+        if exact["max_lsb"] < 1.5:
+            assert bound["max_lsb"] <= exact["max_lsb"] + 1.0 + 1e-6, (bound, exact)
+        if table.out_fmt.o != "WRAP":
+            assert bound["max_lsb"] <= exact["max_lsb"] + 1.0 + 1e-6, (bound, exact)
+        assert bound["mean_abs"] == pytest.approx(exact["mean_abs"], rel=0.05, abs=1e-9)
+        assert error_bound(table, func)[0] == bound["max_abs"]
+
+
+def test_wrapping_output_bound_sees_the_wrap():
+    table = uniform_table(
+        "sigmoid",
+        "fixed<18,6,RND,SAT>",
+        "ufixed<12,0,RND,WRAP>",
+        range_log2=5,
+        segments=16,
+        lookup=True,
+    )
+    with _exhaustive_up_to(1 << 20):
+        exact = table.error()
+    assert exact["max_abs"] > 0.9  # a wrap to 0 where sigmoid is near 1
+    with _exhaustive_up_to(0):
+        assert table.error()["max_abs"] >= exact["max_abs"]
+
+
+@pytest.mark.parametrize("fit", FITS)
+def test_medium_inputs_fit_from_few_codes_matches_every_code(fit):
+    """The fit from a segment's ends and extremes (or the lsq quadrature) gives the
+    coefficients of the fit over every code, within one coefficient code."""
+    for func, in_text, segments, lookup in [
+        ("sigmoid", "fixed<18,6,RND,SAT>", 1, False),
+        ("sigmoid", "ufixed<19,4,RND,SAT>", 8, True),
+        ("tanh", "fixed<20,3,TRN,WRAP>", 64, False),
+        ("tanh", "fixed<18,6,RND,SAT>", 1024, False),
+    ]:
+        kw = dict(range_log2=3, segments=segments, fit=fit, lookup=lookup)
+        with _exhaustive_up_to(1 << 20):
+            every = uniform_table(func, in_text, "fixed<16,1,RND,SAT>", **kw)
+        with _exhaustive_up_to(0):
+            few = uniform_table(func, in_text, "fixed<16,1,RND,SAT>", **kw)
+        assert np.abs(every.intercepts - few.intercepts).max() <= 1, (func, in_text, segments)
+        assert np.abs(every.slopes - few.slopes).max() <= 1, (func, in_text, segments)
+
+
+@pytest.mark.parametrize(
+    "func,in_text,out_text,target",
+    [
+        ("sigmoid", "fixed<18,6,RND,SAT>", "ufixed<16,1,RND,SAT>", 4.0),
+        ("tanh", "fixed<20,4,RND,SAT>", "fixed<12,1,TRN,SAT>", 2.0),
+    ],
+)
+def test_medium_inputs_smallest_table_from_the_bound_is_valid(func, in_text, out_text, target):
+    """The search on the bound picks a table that meets the target on every code, with no
+    more segments than twice what the exhaustive search needs."""
+    with _exhaustive_up_to(0):
+        table = smallest_uniform_table(func, in_text, out_text, max_error_lsb=target)
+    with _exhaustive_up_to(1 << 20):
+        assert table.error()["max_lsb"] <= target
+        exhaustive = smallest_uniform_table(func, in_text, out_text, max_error_lsb=target)
+    assert len(table.breakpoints) <= 2 * len(exhaustive.breakpoints)
+
+
+def test_auto_table_over_a_24bit_input():
+    """An auto table over a 24-bit input is chosen from bounds (no 2**24-element arrays), and
+    its output matches the exact function within the bound on codes spread over the input."""
+    in_fmt = parse_format("fixed<24,8,RND,SAT>")
+    for func, out_text in (("sigmoid", "ufixed<16,1,RND,SAT>"), ("tanh", "fixed<16,1,RND,SAT>")):
+        table = smallest_uniform_table(func, in_fmt, out_text, max_error_lsb=2.0)
+        rep = table.error()
+        assert rep["method"] == "bound" and rep["max_lsb"] <= 2.0
+        codes = np.concatenate(
+            [
+                np.linspace(in_fmt.code_min, in_fmt.code_max, 1 << 16).astype(np.int64),
+                (table.breakpoints[:, None] + np.arange(-3, 4))
+                .ravel()
+                .clip(in_fmt.code_min, in_fmt.code_max),
+            ]
+        )
+        err = np.abs(
+            table.out_fmt.codes_to_values(table(codes))
+            - FUNCTIONS[func](in_fmt.codes_to_values(codes))
+        )
+        assert err.max() <= rep["max_abs"]
+        assert "64 segments" in describe(table) or "segments over" in describe(table)
+
+
+def test_tables_over_32bit_inputs_build_in_bounded_memory():
+    """A 32-bit preact (SPEC allows it) into the gate and cand formats: every builder, the
+    error report and describe run under a 2 GiB address-space limit (one element per input
+    code would be 32 GiB)."""
+    script = textwrap.dedent(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        from model.pwl import describe, hard_table, plan_table, smallest_uniform_table
+        from model.pwl import uniform_table
+        x = "fixed<32,6,RND,SAT>"
+        gate, cand = "ufixed<16,1,RND,SAT>", "fixed<16,1,RND,SAT>"
+        tables = [
+            uniform_table("sigmoid", x, gate, range_log2=4, segments=64),
+            uniform_table("tanh", x, cand, range_log2=3, segments=64, fit="lsq"),
+            uniform_table("tanh", x, cand, range_log2=3, segments=256, lookup=True),
+            smallest_uniform_table("sigmoid", x, gate, max_error_lsb=4.0),
+            smallest_uniform_table("tanh", x, cand, max_error_lsb=4.0, fit="interp"),
+            plan_table("sigmoid", x, gate),
+            hard_table("tanh", x, cand),
+        ]
+        for t in tables:
+            e = t.error()
+            print(e["method"], round(e["max_lsb"], 3), describe(t))
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 7 and all(line.startswith("bound ") for line in lines), lines
+    auto_sigmoid, auto_tanh = (float(line.split()[1]) for line in lines[3:5])
+    assert auto_sigmoid <= 4.0 and auto_tanh <= 4.0
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _suggested(msg: str, key: str) -> int:
+    return int(re.search(rf"set {key} = (-?\d+)", msg).group(1))
+
+
+@pytest.mark.parametrize(
+    "in_text,range_log2,segments",
+    [
+        ("fixed<16,6>", -12, 4),
+        ("fixed<16,6>", -8, 64),
+        ("ufixed<12,4>", -6, 16),
+        ("fixed<32,6,RND,SAT>", -30, 64),
+    ],
+)
+def test_grid_errors_name_a_range_log2_that_works(in_text, range_log2, segments):
+    with pytest.raises(ValueError, match=r"set range_log2 = -?\d+ or more") as info:
+        uniform_table("tanh", in_text, "fixed<16,1>", range_log2=range_log2, segments=segments)
+    works = _suggested(str(info.value), "range_log2")
+    table = uniform_table("tanh", in_text, "fixed<16,1>", range_log2=works, segments=segments)
+    assert len(table.breakpoints) == segments
+    with pytest.raises(ValueError, match="range_log2"):  # and it is the least that works
+        uniform_table("tanh", in_text, "fixed<16,1>", range_log2=works - 1, segments=segments)
+    fewer = re.search(r"at most (\d+) segments", str(info.value))
+    if fewer:
+        uniform_table("tanh", in_text, "fixed<16,1>", range_log2=range_log2, segments=int(fewer[1]))
+
+
+@pytest.mark.parametrize(
+    "func,in_text,out_text,target,words",
+    [
+        # a gate format with too few integer bits for sigmoid's range
+        ("sigmoid", "fixed<32,6,RND,SAT>", "ufixed<8,-1,RND,SAT>", 4.0, "up to 1"),
+        ("sigmoid", "fixed<16,6,RND,SAT>", "ufixed<16,-2,TRN,SAT>", 1.0, "up to 1"),
+        # tanh into a format whose max is below 1 - the tolerance
+        ("tanh", "fixed<16,6,RND,SAT>", "fixed<16,0,RND,SAT>", 0.5, "up to 1"),
+        ("tanh", "fixed<24,6,RND,SAT>", "fixed<12,0,RND,SAT_SYM>", 0.25, "up to 1"),
+        # tanh into an unsigned format
+        ("tanh", "fixed<16,6,RND,SAT>", "ufixed<16,1,RND,SAT>", 4.0, "down to -1"),
+    ],
+)
+def test_auto_refuses_an_output_format_that_cannot_hold_the_function(
+    func, in_text, out_text, target, words
+):
+    with pytest.raises(ValueError, match="the output format cannot hold the function") as info:
+        smallest_uniform_table(func, in_text, out_text, max_error_lsb=target)
+    msg = str(info.value)
+    assert words in msg and out_text in msg and "max_error_lsb" in msg
+    suggested = re.search(r"e\.g\. (u?fixed<[^>]+>)", msg)[1]
+    pwl._check_output_holds(func, parse_format(in_text), parse_format(suggested), target)
+
+
+def test_auto_unreachable_names_the_keys():
+    with pytest.raises(ValueError, match="no uniform tanh table of up to 4 segments") as info:
+        smallest_uniform_table(
+            "tanh", "fixed<10,4,RND,SAT>", "fixed<16,1,RND,SAT>", max_error_lsb=1, max_segments=4
+        )
+    msg = str(info.value)
+    for key in ("segments = 4", "range_log2 = ", "max_error_lsb = ", "max_segments"):
+        assert key in msg
+    reachable = float(re.search(r"max_error_lsb = ([\d.]+)", msg)[1])
+    smallest_uniform_table(
+        "tanh",
+        "fixed<10,4,RND,SAT>",
+        "fixed<16,1,RND,SAT>",
+        max_error_lsb=reachable,
+        max_segments=4,
+    )

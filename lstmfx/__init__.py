@@ -1,4 +1,10 @@
-"""The lstmfx command line: thin; each package registers its own subcommands."""
+"""The lstmfx command line, a floor above ``model/``, ``hdl/`` and ``sim/``: thin; each
+package registers its own subcommands, and the flows that cross packages (the demo; the
+report, sweep and tune commands) live here.
+
+Registering a command imports only its argparse definitions: numpy, numba, amaranth and
+torch are imported inside the command functions, so ``lstmfx --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import importlib
 import sys
 
 #: modules with ``add_parsers(subparsers)``; each parser sets ``func(args) -> int``
-COMMAND_MODULES = ("model.cli", "hdl.cli", "sim.cli", "model.report_cli")
+COMMAND_MODULES = ("model.cli", "hdl.cli", "sim.cli", "lstmfx.report_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +37,3 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         print(f"lstmfx {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,13 +7,11 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from model.cli import report_weights
-from model.config import load_config
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEFAULT_EXAMPLE = EXAMPLES / "sunspots"
+#: the example ``lstmfx demo`` runs: a folder of examples/ (model/examples.py finds it in a
+#: checkout and in an installed copy)
+DEMO_EXAMPLE = "sunspots_net"
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -28,8 +26,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--head",
         type=Path,
-        help=".npz of the layer after the LSTM (w [K, H], b [K], task); default: head.npz "
-        "beside the config, if there is one",
+        help=".npz of a float layer after the top LSTM (w [K, H], b [K], task), for a config "
+        "without dense layers; default: head.npz beside the config, if there is one",
     )
     p.add_argument("--sequences", type=int, help="use only the first N sequences of the data")
 
@@ -50,10 +48,12 @@ def add_parsers(sub) -> None:
         "sweep",
         help="the report's metrics over a grid of word lengths and table sizes",
         description="Axes: TENSOR=W1..W2 (word length; I kept), TENSOR.I=A..B (integer "
-        "bits), TABLE.segments=A..B or TABLE.max_error_lsb=A..B (powers of two). TENSOR is a "
-        "SPEC name (x w r b p preact gate cand cell tanh_cell h), a comma list, 'weights' or "
-        "'all'; TABLE is sigmoid, tanh, tanh_cell or 'tables'. Each point is saved in "
-        "DIR/sweep.jsonl as it finishes: run the same command again to resume.",
+        "bits), TABLE.segments=A..B or TABLE.max_error_lsb=A..B (powers of two). TENSOR is "
+        "LAYER.NAME for one layer's (lstm2.cell, dense1.out) or a plain NAME for every LSTM "
+        "layer's (x w r b p preact gate cand cell tanh_cell h; out: every dense layer's), a "
+        "comma list, 'weights' or 'all'; TABLE is [LAYER.]sigmoid, tanh, tanh_cell or "
+        "'tables'. Each point is saved in DIR/sweep.jsonl as it finishes: run the same "
+        "command again to resume.",
     )
     _data_args(p)
     p.add_argument(
@@ -70,8 +70,10 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "tune",
         help="the fewest bits whose error stays within a budget; writes the tuned config",
-        description="Budgets: SIGNAL_STAT=V with SIGNAL one of preact_i..preact_o i f g o c "
-        "tanh_cell h and STAT max_abs, rmse, max_lsb (at most V) or sqnr_db (at least V); "
+        description="Budgets: SIGNAL_STAT=V with SIGNAL y or h (the network's output), "
+        "LAYER.NAME (lstm2.c, dense1.out) or a plain NAME for the worst LSTM layer (preact_i.."
+        "preact_o i f g o c tanh_cell) and STAT max_abs, rmse, max_lsb (at most V) or sqnr_db "
+        "(at least V); "
         "metric_drop=V (the task metric's loss against float: accuracy points as a "
         "fraction or with %, or the RMSE increase; needs --labels); overflow=N.",
     )
@@ -90,7 +92,12 @@ def add_parsers(sub) -> None:
         type=Path,
         help="tuned config to write (default: CONFIG's name with .tuned.toml)",
     )
-    p.add_argument("--tensors", nargs="+", help="tune only these tensors (default: all)")
+    p.add_argument(
+        "--tensors",
+        nargs="+",
+        help="tune only these tensors: lstm2.cell, dense1.w, or cell for every LSTM layer's "
+        "(default: every tensor of every layer)",
+    )
     p.add_argument("--min-width", type=int, default=2, help="narrowest word (default 2)")
     p.add_argument("--max-width", type=int, default=24, help="widest word (default 24)")
     p.add_argument(
@@ -107,7 +114,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="the built-in example end to end: infer, report, Verilog, co-simulation",
-        description=f"On {DEFAULT_EXAMPLE.name} (examples/{DEFAULT_EXAMPLE.name}): run the "
+        description=f"On the example {DEMO_EXAMPLE} (examples/{DEMO_EXAMPLE}): run the "
         "bit-accurate model over the test data, write the report, generate the Verilog and "
         "co-simulate it against the model when a simulator is installed.",
     )
@@ -131,11 +138,12 @@ def add_parsers(sub) -> None:
 
 def load_data(args) -> tuple:
     """(config, x, labels, head) from the common arguments."""
+    from model.config import load_config
     from model.measure import check_input, load_head
 
     cfg = load_config(args.config)
     x = _load_npy(args.data, "--data")
-    x = check_input(x, cfg.qmodel.input_size)
+    x = check_input(x, cfg.network.input_size)
     labels = _load_npy(args.labels, "--labels") if args.labels else None
     if args.sequences is not None:
         if args.sequences < 1:
@@ -153,7 +161,9 @@ def load_data(args) -> tuple:
     return cfg, x, labels, head
 
 
-def _load_npy(path: Path, flag: str) -> np.ndarray:
+def _load_npy(path: Path, flag: str):
+    import numpy as np
+
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {str(path)!r} does not exist")
     try:
@@ -172,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg, x, labels, head = load_data(args)
     report_weights(cfg)
     r = measure(cfg, x, labels=labels, head=head)
-    paths = write_report(r, cfg.qmodel.tables, args.out_dir)
+    paths = write_report(r, cfg.tables, args.out_dir)
     for line in findings(r):
         print(f"- {line}")
     for p in paths.values():
@@ -184,7 +194,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from model.sweep import parse_axis, run_sweep, write_outputs
 
     cfg, x, labels, head = load_data(args)
-    axes = [parse_axis(a, peephole=cfg.qmodel.peephole) for a in args.vary]
+    axes = [parse_axis(a, net=cfg.network) for a in args.vary]
     n = 1
     for a in axes:
         n *= len(a.values)
@@ -207,6 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from model.sweep import tensor_format
     from model.tune import parse_budget, tune, tuned_toml
 
     cfg, x, labels, head = load_data(args)
@@ -228,12 +239,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out = args.output or args.config.with_name(args.config.stem + ".tuned.toml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(tuned_toml(res, cfg, budgets, out))
-    print(f"\n{'tensor':10s} {'was':24s} tuned")
-    for t, f in res.config.formats.items():
-        if t in res.widths:
-            print(f"{t:10s} {str(cfg.formats[t]):24s} {f}")
+    print(f"\n{'tensor':16s} {'was':24s} tuned")
+    for t in res.widths:
+        was, now = tensor_format(cfg, t), tensor_format(res.config, t)
+        print(f"{t:16s} {str(was):24s} {now}{'' if was != now else ' (kept)'}")
     for act, s in res.acts.items():
-        print(f"{act:10s} table: {s}")
+        print(f"{act:16s} table: {s}")
     uni = f"{res.uniform['bits']} (W={res.uniform['width']})" if res.uniform else "none"
     line = f"total bits {res.bits}; the config had {res.config_bits}; one width for all: {uni}"
     line += f"; one tensor at a time: {res.greedy['bits']}"
@@ -242,19 +253,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"{res.evaluations} configurations measured in {time.monotonic() - t0:.1f} s")
     print(f"wrote {out}")
     if args.report:
+        from model.config import load_config
         from model.measure import measure
         from model.report import write_report
 
         tuned = load_config(out)
         r = measure(tuned, x, labels=labels, head=head)
-        for p in write_report(r, tuned.qmodel.tables, args.report).values():
+        for p in write_report(r, tuned.tables, args.report).values():
             print(f"wrote {p}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from model.demo import run_demo
+    from lstmfx.demo import run_demo
+    from model.examples import example
 
     return run_demo(
-        DEFAULT_EXAMPLE, args.out_dir, sequences=args.sequences, sim=args.sim, no_sim=args.no_sim
+        example(DEMO_EXAMPLE),
+        args.out_dir,
+        sequences=args.sequences,
+        sim=args.sim,
+        no_sim=args.no_sim,
     )
