@@ -250,9 +250,13 @@ def run_test(
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
         "GPI_LOG_LEVEL": os.environ.get("GPI_LOG_LEVEL", "WARNING"),
         "COCOTB_ANSI_OUTPUT": "0",
-        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
     }
     extra.update(env or {})
+    # cocotb gives the simulator this process's sys.path as its PYTHONPATH (over any we
+    # pass): put this checkout first, or a process started elsewhere (python -c, the
+    # installed command) runs the simulator on another copy of sim/ and model/
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(REPO))
     try:
         runner.test(
             test_module=test_module,
@@ -274,4 +278,6 @@ def run_test(
             ) from None
     except RuntimeError as e:
         raise SimulatorError(f"the {b.sim} simulation failed: {e}") from None
+    finally:
+        sys.path[:] = saved_path
     return results
