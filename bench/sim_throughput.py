@@ -1,8 +1,8 @@
-"""Simulated LSTM steps per second: Verilator against Icarus Verilog, same design, one run.
+"""Simulated network steps per second: Verilator against Icarus Verilog, same design, one run.
 
 Generates one design, builds it for both simulators (builds are cached by the Verilog's
 hash, so a second run only simulates), and sends both the same sequences through the same
-cocotb testbench, every output checked against the bit-accurate model. Prints steps and
+cocotb testbench, every output checked against the bit-accurate network. Prints steps and
 clock cycles simulated per second for each (the testbench's own loop, without start-up and
 build) and the ratio.
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from model.config import load_config
+from sim.cli import describe_layers
 from sim.job import Phase
 from sim.sequences import random_sequences
 from sim.session import simulate
@@ -37,19 +38,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    qm = load_config(args.config).qmodel
-    xs = list(random_sequences(qm, args.sequences, args.steps, np.random.default_rng(args.seed)))
+    net = load_config(args.config).network
+    xs = list(random_sequences(net, args.sequences, args.steps, np.random.default_rng(args.seed)))
     rows = {}
     for sim in ("verilator", "icarus"):
         phase = Phase("bench", xs, backpressure=args.backpressure)
-        res = simulate(qm, [phase], sim=sim, case=f"bench_{qm.name}", progress=False)
+        res = simulate(net, [phase], sim=sim, case=f"bench_{net.name}", progress=False)
         if not res.ok:
             print(res.summary())
             return 1
         (p,) = res.phases
         rows[sim] = (res.steps_per_second, p["cycles"] / p["seconds"], res.build)
     print(
-        f"{qm.name}: I={qm.input_size} H={qm.hidden_size} lanes={qm.hardware.get('lanes', 1)}, "
+        f"{net.name}: {describe_layers(net)}, lanes={net.hardware.get('lanes', 1)}, "
         f"{args.sequences} sequences x {args.steps} steps, back-pressure {args.backpressure}, "
         f"every output checked"
     )

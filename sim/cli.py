@@ -1,4 +1,4 @@
-"""The ``simulate`` subcommand: the generated Verilog against the bit-accurate model."""
+"""The ``simulate`` subcommand: the generated Verilog against the bit-accurate network."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ DEFAULT_SEQUENCES = {"verilator": 2000, "icarus": 200}
 def add_parsers(sub) -> None:
     p = sub.add_parser(
         "simulate",
-        help="prove the generated Verilog equals the bit-accurate model, in a Verilog simulator",
-        description="Generate the design of CONFIG, build it (cached by a hash of the Verilog) "
-        "and run it under cocotb against the bit-accurate model: random and adversarial "
-        "sequences, random lengths with resets in the middle, a long sequence, idle cycles "
-        "and back-pressure. Prints a summary; exits 1 on any mismatch, protocol or timing "
-        "error, with the sequence, step, element and the first internal point that diverged.",
+        help="prove the generated Verilog equals the bit-accurate network, in a Verilog simulator",
+        description="Generate the design of CONFIG (one LSTM layer or a network), build it "
+        "(cached by a hash of the Verilog) and run it under cocotb against the bit-accurate "
+        "network: random and adversarial sequences, random lengths with resets in the "
+        "middle, a long sequence, idle cycles and back-pressure. Prints a summary; exits 1 "
+        "on any mismatch, protocol, interface or timing error, with the sequence, step, "
+        "element, and the layer and internal point that diverged first.",
     )
     p.add_argument("config", type=Path)
     p.add_argument("--sim", choices=SIMULATORS, default="verilator")
@@ -72,16 +73,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     n = args.sequences if args.sequences is not None else DEFAULT_SEQUENCES[args.sim]
     if n < 1 or args.steps < 1 or args.long < 0:
         raise ValueError("--sequences and --steps must be at least 1, --long at least 0")
-    cfg = load_config(args.config)
-    qm = cfg.qmodel
+    net = load_config(args.config).network
     user = None
     if args.input is not None:
-        from model.cli import load_input
-
-        x_codes, _ = load_input(args.input, codes=args.codes, qm=qm)
-        user = list(x_codes)
+        user = list(load_codes(args.input, net, codes=args.codes))
     phases = standard_phases(
-        qm,
+        net,
         sequences=n,
         steps=args.steps,
         seed=args.seed,
@@ -92,15 +89,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     total = sum(p.steps for p in phases)
     print(
-        f"{qm.name}: I={qm.input_size} H={qm.hidden_size} "
-        f"{'peephole ' if qm.peephole else ''}output={qm.output}, "
-        f"lanes={qm.hardware.get('lanes', 1)}; {sum(len(p.sequences) for p in phases):,} "
+        f"{net.name}: {describe_layers(net)}, output={net.output}, "
+        f"lanes={net.hardware.get('lanes', 1)}; {sum(len(p.sequences) for p in phases):,} "
         f"sequences, {total:,} steps on {args.sim}",
         flush=True,
     )
     try:
         result = simulate(
-            qm,
+            net,
             phases,
             sim=args.sim,
             build_root=args.build_dir,
@@ -123,3 +119,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(result.results, indent=1))
         print(f"wrote {args.json}")
     return 0 if result.ok else 1
+
+
+def describe_layers(net) -> str:
+    """``lstm1 3->8 peephole, lstm2 8->8, dense1 8->2 relu``."""
+    parts = []
+    for name, la in zip(net.layer_names, net.layers):
+        if la.kind == "lstm":
+            parts.append(f"{name} {la.input_size}->{la.hidden_size}" + " peephole" * la.peephole)
+        else:
+            parts.append(f"{name} {la.input_size}->{la.output_size} {la.activation}")
+    return ", ".join(parts)
+
+
+def load_codes(path: Path, net, *, codes: bool):
+    """Input codes [N, T, I] of the network's input format from an .npy file of codes
+    (``codes``) or of values (quantized; a value out of range is reported, not hidden)."""
+    import numpy as np
+
+    from model.network import quantize_input
+
+    arr = np.load(path, allow_pickle=False)
+    if codes:
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"--codes needs integer codes in {path.name}, not dtype {arr.dtype}")
+        return net.in_fmt.check_codes(arr, what=path.name)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{path.name} must hold numbers, not dtype {arr.dtype}")
+    x_codes, n_over = quantize_input(net, arr)
+    if n_over:
+        print(f"note: {n_over:,} input value(s) of {path.name} saturated or wrapped in x")
+    return x_codes

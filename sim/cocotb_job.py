@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
 import cocotb
 
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 from sim.diagnose import diagnose
 from sim.drivers import pause_generator
 from sim.job import JOB_ENV, load_phase
@@ -30,11 +31,11 @@ async def run_job(dut):
     path = Path(os.environ[JOB_ENV])
     folder = path.parent
     job = json.loads(path.read_text())
-    qm = QuantizedModel.read_manifest(folder / job["manifest"])
+    net = QuantizedNetwork.read_manifest(folder / job["manifest"])
     seed = int(job.get("seed", 0))
     tb = TB(
         dut,
-        qm,
+        net,
         seed=seed,
         progress=stderr_progress if job.get("progress") else None,
         label=job.get("label", ""),
@@ -63,6 +64,8 @@ async def run_job(dut):
     finally:
         results["seconds"] = time.perf_counter() - t0
         results["cycles"] = tb.cycle
+        # this process is the simulator with cocotb's Python inside; ru_maxrss is in KiB
+        results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         _collect(tb, results)
         (folder / "results.json").write_text(json.dumps(results, indent=1))
     if failing is not None and job.get("diagnose", True):
@@ -73,6 +76,7 @@ async def run_job(dut):
     assert results["stalled"] is None, results["stalled"]
     assert not tb.scoreboard.mismatched, f"{tb.scoreboard.mismatched} output beats differ"
     assert not results["protocol"], results["protocol"]
+    assert not results["interface"], results["interface"]
 
 
 def _collect(tb: TB, results: dict) -> None:
@@ -82,4 +86,5 @@ def _collect(tb: TB, results: dict) -> None:
     results["unreceived_beats"] = len(board.pending)
     results["mismatches"] = board.mismatches
     results["protocol"] = list(tb.sink.violations)
+    results["interface"] = list(tb.interface)
     results["timing"] = {k: {str(a): b for a, b in v.items()} for k, v in tb.timing.items()}

@@ -1,9 +1,10 @@
 """What one simulation run does, written by the caller and read inside the simulator.
 
-The caller (``lstmfx simulate``, pytest, the benchmark) knows the model and draws the
+The caller (``lstmfx simulate``, pytest, the benchmark) knows the network and draws the
 sequences; the cocotb test runs in the simulator's own Python. A :class:`Job` is the
 hand-over: a folder with ``job.json`` (phases, pauses, the manifest the design must equal)
-and one ``.npz`` per phase holding the input codes and the model's expected ``h`` codes.
+and one ``.npz`` per phase holding the input codes and the network's expected output
+codes ``y`` (SPEC §2b: the top LSTM layer's ``h`` or the last dense layer's ``out``).
 The test writes ``results.json`` into the same folder.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 from sim.drivers import pause_generator
 from sim.sequences import expected_outputs
 
@@ -58,7 +59,7 @@ class Phase:
 
 @dataclass
 class Job:
-    """The whole run: the model the design must equal, its phases, and run options."""
+    """The whole run: the network the design must equal, its phases, and run options."""
 
     manifest: dict
     phases: list[Phase]
@@ -68,17 +69,17 @@ class Job:
     label: str = ""
 
     def write(self, folder) -> Path:
-        """Write the job (with the model's expected outputs) into ``folder``."""
+        """Write the job (with the network's expected outputs) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        qm = QuantizedModel.from_manifest(self.manifest)
+        net = QuantizedNetwork.from_manifest(self.manifest)
         phases = []
         for k, ph in enumerate(self.phases):
-            expected, overflow = expected_outputs(qm, ph.sequences)
+            expected, overflow = expected_outputs(net, ph.sequences)
             lengths = np.array([len(x) for x in ph.sequences], dtype=np.int64)
             x = np.concatenate(ph.sequences).astype(np.int64)
-            h = np.concatenate([np.reshape(e, (-1, qm.hidden_size)) for e in expected])
-            np.savez(folder / f"phase{k}.npz", x=x, lengths=lengths, h=h.astype(np.int64))
+            y = np.concatenate([np.reshape(e, (-1, net.output_size)) for e in expected])
+            np.savez(folder / f"phase{k}.npz", x=x, lengths=lengths, y=y.astype(np.int64))
             meta = {key: v for key, v in asdict(ph).items() if key != "sequences"}
             meta["resets"] = {str(s): int(a) for s, a in ph.resets.items()}
             meta.update(file=f"phase{k}.npz", overflow=overflow)
@@ -100,9 +101,32 @@ class Job:
         return path
 
 
+class Sequences:
+    """A phase's input sequences, ``[T, I]`` codes each, cut from one array when asked for:
+    no Python object per sequence, so a bench's memory stays flat in their number."""
+
+    def __init__(self, x: np.ndarray, lengths: np.ndarray):
+        self._x = x
+        self._bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    def __getitem__(self, s):
+        if isinstance(s, slice):
+            return [self[k] for k in range(*s.indices(len(self)))]
+        if s < 0:
+            s += len(self)
+        if not 0 <= s < len(self):
+            raise IndexError(f"sequence {s} of {len(self)}")
+        return self._x[self._bounds[s] : self._bounds[s + 1]]
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
 def load_phase(folder: Path, meta: dict):
-    """(sequences, expected) of one phase: lists of ``[T, I]`` and ``[beats, H]`` codes."""
+    """(sequences, expected) of one phase: :class:`Sequences` of ``[T, I]`` codes, and
+    the ``[beats, n]`` expected output codes."""
     data = np.load(folder / meta["file"])
-    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    xs = [data["x"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return xs, data["h"]
+    return Sequences(data["x"], data["lengths"]), data["y"]

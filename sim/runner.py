@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.paths import REPO, default_build_root
+
 SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 MIN_VERILATOR = (5, 36)
 #: bump when the way builds are made changes, so old cached builds are not reused
 BUILD_FORMAT = 3
-REPO = Path(__file__).resolve().parent.parent
 #: per-simulator build options. Amaranth's Verilog has width warnings Verilator calls fatal.
 #: Icarus must read it as Verilog-2005 (the last -g wins over cocotb's -g2012): Yosys makes
 #: every ``always @*`` run at time 0 through a register with a declaration initializer, and
@@ -50,21 +51,6 @@ READMEM = re.compile(r'\.INIT_FILE\("([^"/]*)"\)')
 
 class SimulatorError(RuntimeError):
     """A simulator is missing, too old, or failed; the message says what to do."""
-
-
-def default_build_root() -> Path:
-    """Where builds live: $LSTMFX_SIM_BUILD, else the user's cache folder.
-
-    That is ``$XDG_CACHE_HOME/lstmfx/sim_build`` (``~/.cache/lstmfx/sim_build`` when the
-    variable is unset or not an absolute path, as the XDG spec says): never site-packages
-    or the source tree, and one cache for every checkout and install of this user.
-    """
-    env = os.environ.get("LSTMFX_SIM_BUILD")
-    if env:
-        return Path(env).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return cache / "lstmfx" / "sim_build"
 
 
 # ---------------------------------------------------------------------- simulator discovery
@@ -134,6 +120,7 @@ def _runner(sim: str):
     # the machines this runs on have 2 cores shared with other jobs: one compile at a time
     cocotb_runner.MAX_PARALLEL_BUILD_JOBS = 1
     if sim == "verilator":
+        # imported here, not at the top: cocotb_tools loads only when a simulator runs
         from sim.verilator_cache import CachedVerilator
 
         return CachedVerilator()
@@ -271,9 +258,13 @@ def run_test(
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
         "GPI_LOG_LEVEL": os.environ.get("GPI_LOG_LEVEL", "WARNING"),
         "COCOTB_ANSI_OUTPUT": "0",
-        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
     }
     extra.update(env or {})
+    # cocotb gives the simulator this process's sys.path as its PYTHONPATH (over any we
+    # pass): put this checkout first, or a process started elsewhere (python -c, the
+    # installed command) runs the simulator on another copy of sim/ and model/
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(REPO))
     try:
         runner.test(
             test_module=test_module,
@@ -295,4 +286,6 @@ def run_test(
             ) from None
     except RuntimeError as e:
         raise SimulatorError(f"the {b.sim} simulation failed: {e}") from None
+    finally:
+        sys.path[:] = saved_path
     return results

@@ -1,9 +1,10 @@
 """One co-simulation from the caller's side: generate, build, run a job, read the verdict.
 
-:func:`simulate` takes a quantized model and a list of :class:`~sim.job.Phase`, writes the
-design's Verilog (``hdl.generate``), builds it for the chosen simulator (cached), runs
+:func:`simulate` takes a quantized network and a list of :class:`~sim.job.Phase`, writes
+the design's Verilog (``hdl.generate``), builds it for the chosen simulator (cached), runs
 :mod:`sim.cocotb_job` inside the simulator and returns a :class:`SimResult`: counts,
-mismatches with their diagnosis, and the measured timing checked against the manifest.
+mismatches with their diagnosis (layer and quantization point), and the measured timing
+checked against the manifest's hardware section for the whole chain.
 :func:`standard_phases` is the mix ``lstmfx simulate`` and the tests run.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 from sim import runner
 from sim.job import JOB_ENV, Job, Phase
 from sim.sequences import adversarial_sequences, random_sequences, variable_lengths
@@ -27,16 +28,37 @@ BACKPRESSURE = "random:0.3"
 IDLE = "random:0.2"
 PATTERN_BACKPRESSURE = "pattern:1101000"
 PATTERN_IDLE = "pattern:011"
+#: steps of each timing sequence at least
+TIMING_STEPS = 16
 
 
-def ideal_cycles(qm: QuantizedModel, lanes: int) -> int:
-    """The MAC bound: ceil(4H(I+H) / P) cycles per step."""
-    h = qm.hidden_size
-    return math.ceil(4 * h * (qm.input_size + h) / max(lanes, 1))
+def layer_lanes(net: QuantizedNetwork, hardware: dict) -> dict[str, int]:
+    """Each layer's MAC lanes, from a manifest's hardware section (its ``layers`` list, as
+    ``hdl`` writes it, or the config's ``layers`` table) or the shared ``lanes``."""
+    shared = hardware.get("lanes", 1)
+    lanes = {name: int(shared) if isinstance(shared, int) else 1 for name in net.layer_names}
+    per = hardware.get("layers") or {}
+    if isinstance(per, list):
+        per = {item.get("name", name): item for item, name in zip(per, net.layer_names)}
+    for name, item in per.items():
+        if name in lanes and isinstance(item, dict) and isinstance(item.get("lanes"), int):
+            lanes[name] = item["lanes"]
+    return lanes
+
+
+def ideal_cycles(net: QuantizedNetwork, lanes: dict[str, int] | int) -> int:
+    """The MAC bound of the chain: its slowest LSTM layer's ceil(4H(I+H) / P) cycles."""
+    if isinstance(lanes, int):
+        lanes = dict.fromkeys(net.layer_names, lanes)
+    return max(
+        math.ceil(4 * la.hidden_size * (la.input_size + la.hidden_size) / max(lanes[n], 1))
+        for n, la in zip(net.layer_names, net.layers)
+        if la.kind == "lstm"
+    )
 
 
 def standard_phases(
-    qm: QuantizedModel,
+    net: QuantizedNetwork,
     *,
     sequences: int,
     steps: int,
@@ -50,19 +72,20 @@ def standard_phases(
 ) -> list[Phase]:
     """The phases of a full check.
 
-    ``timing`` (a few sequences back to back, no pauses: cycles per step), ``latency``
+    ``timing`` (three random sequences of at least :data:`TIMING_STEPS` steps back to back,
+    no pauses: cycles per step; long enough that a chain's first steps, which run at the
+    pace of its first layer until the buffers between layers fill, are a minority), ``latency``
     (length-1 sequences on an idle core), then either the user's sequences or: ``random``
     (random idle and back-pressure), ``adversarial`` (fixed-pattern pauses),
     ``lengths`` (random lengths from 1, back to back, random back-pressure, a reset in the
     middle of two sequences) and ``long`` (``long_steps`` steps, random back-pressure).
     """
     rng = np.random.default_rng(seed)
-    lat = list(random_sequences(qm, 3, 1, rng))
+    lat = list(random_sequences(net, 3, 1, rng))
+    timing = list(random_sequences(net, 3, max(steps, TIMING_STEPS), rng))
     if user is not None:
-        timing = list(user[: min(3, len(user))])
         main = [Phase("input", list(user), idle=idle, backpressure=backpressure)]
     else:
-        timing = list(random_sequences(qm, 3, max(steps, 4), rng))
         n_adv = int(round(sequences * adversarial))
         n_len = max(4, sequences // 10) if sequences >= 8 else 0
         n_rand = max(0, sequences - n_adv - n_len)
@@ -71,7 +94,7 @@ def standard_phases(
             main.append(
                 Phase(
                     "random",
-                    list(random_sequences(qm, n_rand, steps, rng)),
+                    list(random_sequences(net, n_rand, steps, rng)),
                     idle=idle,
                     backpressure=backpressure,
                 )
@@ -80,18 +103,18 @@ def standard_phases(
             main.append(
                 Phase(
                     "adversarial",
-                    list(adversarial_sequences(qm, n_adv, steps, rng)),
+                    list(adversarial_sequences(net, n_adv, steps, rng)),
                     idle=PATTERN_IDLE,
                     backpressure=PATTERN_BACKPRESSURE,
                 )
             )
         if n_len:
-            seqs = variable_lengths(qm, n_len, max(steps, 2), rng)
+            seqs = variable_lengths(net, n_len, max(steps, 2), rng)
             cuts = [s for s, x in enumerate(seqs) if len(x) >= 2][:2]
             resets = {s: int(rng.integers(1, len(seqs[s]))) for s in cuts}
             main.append(Phase("lengths", seqs, backpressure=backpressure, resets=resets))
         if long_sequences and long_steps:
-            seqs = list(random_sequences(qm, long_sequences, long_steps, rng))
+            seqs = list(random_sequences(net, long_sequences, long_steps, rng))
             main.append(Phase("long", seqs, backpressure=backpressure))
     return [
         Phase("timing", timing, timing=True),
@@ -147,6 +170,7 @@ class SimResult:
             out.append(f"stalled: {r['stalled']}")
         if self.mismatches:
             out.append(f"{self.mismatches} output beat(s) differ from the model")
+        out += [f"interface: {v}" for v in r.get("interface", [])]
         if r.get("unreceived_beats") and not r.get("stalled"):
             out.append(f"{r['unreceived_beats']} expected beat(s) never came")
         out += [f"protocol: {v}" for v in r.get("protocol", [])]
@@ -185,10 +209,19 @@ class SimResult:
         )
         lines.append(
             f"cycles per step {m['cycles_per_step']} measured (largest {m['cycles_per_step_max']}),"
-            f" {hw.get('cycles_per_step', '?')} in the manifest, ideal ceil(4H(I+H)/P) = "
-            f"{self.ideal}; latency {_span(m['latency_min'], m['latency_max'])} measured, "
+            f" {hw.get('cycles_per_step', '?')} in the manifest, ideal max over LSTM layers of "
+            f"ceil(4H(I+H)/P) = {self.ideal}; latency "
+            f"{_span(m['latency_min'], m['latency_max'])} measured, "
             f"{hw.get('latency', '?')} in the manifest"
         )
+        per = hw.get("layers")
+        if isinstance(per, list) and per:
+            parts = [
+                f"{la.get('name', '?')} {la.get('cycles_per_step', '?')} (lanes "
+                f"{la.get('lanes', '?')})"
+                for la in per
+            ]
+            lines.append("cycles per step by layer, in the manifest: " + ", ".join(parts))
         lines.append(
             f"simulated {self.steps_per_second:,.0f} steps/s on {self.sim} "
             f"({self.sim_seconds:.1f} s simulating, build "
@@ -207,9 +240,9 @@ class SimResult:
             lines.append("diagnosis: " + diag.get("text", ""))
             fd = diag.get("first_divergence") or {}
             for extra in fd.get("also", [])[:5]:
-                lines.append(f"  also at that step: {extra}")
+                lines.append(f"  also differs: {extra}")
         errs = self.errors
-        lines.append("PASS: the RTL equals the bit-accurate model" if not errs else "FAIL:")
+        lines.append("PASS: the RTL equals the bit-accurate network" if not errs else "FAIL:")
         lines += [f"  {e}" for e in errs]
         return "\n".join(lines)
 
@@ -223,12 +256,14 @@ def _span(a, b) -> str:
 def describe_mismatch(mm: dict) -> str:
     if "sequence" not in mm:
         return f"cycle {mm.get('cycle')}: {mm.get('what')} ({mm.get('got')})"
-    els = ", ".join(f"h[{k}] RTL {g} model {w}" for k, g, w in mm.get("elements", [])[:4])
+    els = ", ".join(f"y[{k}] RTL {g} model {w}" for k, g, w in mm.get("elements", [])[:4])
     more = len(mm.get("elements", [])) - 4
     if more > 0:
         els += f" and {more} more"
     if "tlast" in mm:
         els += (", " if els else "") + f"tlast RTL {mm['tlast'][0]} model {mm['tlast'][1]}"
+    if "pad" in mm:
+        els += (", " if els else "") + f"pad bits RTL {mm['pad']}, SPEC §5 says 0"
     return (
         f"phase {mm['phase']} sequence {mm['sequence']} step {mm['step']} "
         f"(cycle {mm['cycle']}): {els}"
@@ -236,9 +271,20 @@ def describe_mismatch(mm: dict) -> str:
 
 
 def check_timing(result: SimResult) -> list[str]:
-    """Measured cycles per step and latency against the manifest's hardware section."""
+    """Measured cycles per step and latency of the chain against the manifest's hardware
+    section; and the chain's promise against its layers' (no chain beats its slowest layer,
+    nor answers before its layers' latencies add up)."""
     hw, m = result.hardware, result.measured()
     errs = []
+    per = hw.get("layers")
+    if isinstance(per, list) and len(per) > 1:
+        cps_layers = [la.get("cycles_per_step") for la in per]
+        if hw.get("cycles_per_step") is not None and all(isinstance(c, int) for c in cps_layers):
+            if hw["cycles_per_step"] < max(cps_layers):
+                errs.append(
+                    f"timing: the manifest says {hw['cycles_per_step']} cycles per step for the "
+                    f"chain, fewer than its slowest layer's {max(cps_layers)}"
+                )
     cps = hw.get("cycles_per_step")
     if cps is not None and m["cycles_per_step"] is not None:
         if m["cycles_per_step"] != cps or m["cycles_per_step_max"] != cps:
@@ -256,18 +302,18 @@ def check_timing(result: SimResult) -> list[str]:
     return errs
 
 
-def generate_design(qm: QuantizedModel, out_dir) -> tuple[Path, dict]:
+def generate_design(net: QuantizedNetwork, out_dir) -> tuple[Path, dict]:
     """The design's Verilog path and its manifest (with the hardware section)."""
     try:
         from hdl.generate import generate
     except ImportError as e:
         raise RuntimeError(f"the hardware generator is not available: {e}") from None
-    v_path, m_path = generate(qm, out_dir)
+    v_path, m_path = generate(net, out_dir)
     return Path(v_path), json.loads(Path(m_path).read_text())
 
 
 def simulate(
-    qm: QuantizedModel,
+    net: QuantizedNetwork,
     phases: list[Phase],
     *,
     sim: str = "verilator",
@@ -276,24 +322,24 @@ def simulate(
     waves: bool = False,
     seed: int = 0,
     progress: bool = True,
-    expected: QuantizedModel | None = None,
+    expected: QuantizedNetwork | None = None,
     diagnose: bool = True,
     verbose: bool = False,
 ) -> SimResult:
-    """Generate ``qm``'s design, build it for ``sim`` and check it over ``phases``.
+    """Generate ``net``'s design, build it for ``sim`` and check it over ``phases``.
 
-    ``expected`` is the model the outputs are checked against (default ``qm`` itself;
+    ``expected`` is the network the outputs are checked against (default ``net`` itself;
     a different one makes a deliberate mismatch, which is how the diagnosis is tested).
     """
     t0 = time.perf_counter()
-    case = case or qm.name
+    case = case or net.name
     root = Path(build_root) if build_root is not None else runner.default_build_root()
     design_dir = root / f"{case}-design"
-    v_path, manifest = generate_design(qm, design_dir)
+    v_path, manifest = generate_design(net, design_dir)
     b = runner.build(
-        v_path, qm.name, sim=sim, case=case, build_root=root, waves=waves, verbose=verbose
+        v_path, net.name, sim=sim, case=case, build_root=root, waves=waves, verbose=verbose
     )
-    check = (expected or qm).to_manifest()
+    check = (expected or net).to_manifest()
     check["hardware"] = manifest["hardware"]
     work = root / f"{case}-{sim}-run"
     job = Job(check, phases, seed=seed, progress=progress, diagnose=diagnose, label=f"[{sim}] ")
@@ -312,13 +358,13 @@ def simulate(
             f"the {sim} simulation wrote no results; see {work / 'sim.log'}"
         )
     results = json.loads(res_path.read_text())
-    lanes = int(manifest["hardware"].get("lanes", qm.hardware.get("lanes", 1)))
+    hw = {**net.hardware, **manifest["hardware"]}
     out = SimResult(
         sim=sim,
-        name=qm.name,
+        name=net.name,
         results=results,
         hardware=manifest["hardware"],
-        ideal=ideal_cycles(qm, lanes),
+        ideal=ideal_cycles(net, layer_lanes(net, hw)),
         build=b,
         work_dir=work,
         seconds=time.perf_counter() - t0,

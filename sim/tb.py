@@ -1,11 +1,13 @@
 """The testbench: clock, reset, AXI4-Stream source and sink, scoreboard, timing, probes.
 
-:class:`TB` drives the generated LSTM core through its SPEC §5 interface. It sends
-sequences of input codes back to back, checks every output beat against the model's codes
-(:class:`Scoreboard`), stamps every transfer with its cycle to measure cycles per step and
-latency, can reset the core in the middle of a sequence, and with :class:`Probes` records
-the core's internal quantization points for diagnosis. The expected codes come from
-``model/`` (computed by the caller, see :mod:`sim.job`); nothing here recomputes the LSTM.
+:class:`TB` drives the generated network core through its SPEC §5 interface. It sends
+sequences of input codes back to back (random garbage in the bus's pad bits above
+``I * W_x``, which the core must ignore), checks every output beat against the network's
+output codes, pad bits 0 (:class:`Scoreboard`), stamps every transfer with its cycle to
+measure cycles per step and latency, can reset the core in the middle of a sequence, and
+with :class:`Probes` records each layer's internal quantization points for diagnosis.
+The expected codes come from ``model/`` (computed by the caller, see :mod:`sim.job`);
+nothing here recomputes a layer.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from cocotb.triggers import First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from model.formats import Format
-from model.qmodel import QuantizedModel
+from model.qmodel import QuantizedNetwork
 from sim.drivers import StreamSink, StreamSource
 
 CLOCK_NS = 10
 RESET_CYCLES = 3
-#: quantization points of SPEC §2 in the order data flows through one step
+#: input beats queued ahead of the core (whole sequences: a long one is queued at once)
+FEED_BEATS = 64
+#: quantization points of SPEC §2 in the order data flows through one step of an LSTM layer
 POINTS = ("preact", "i", "f", "g", "c", "o", "tanh_cell", "h")
+#: and of a dense layer (SPEC §2b)
+DENSE_POINTS = ("out",)
 POINT_FORMAT = {
     "preact": "preact",
     "i": "gate",
@@ -37,7 +43,13 @@ POINT_FORMAT = {
     "c": "cell",
     "tanh_cell": "tanh_cell",
     "h": "h",
+    "out": "out",
 }
+
+
+def bus_width(bits: int) -> int:
+    """SPEC §5: a bus carrying ``bits`` bits of codes is padded to whole bytes."""
+    return 8 * -(-bits // 8)
 
 
 def pack(codes, width: int) -> int:
@@ -78,13 +90,14 @@ class Expect:
 
 @dataclass
 class Scoreboard:
-    """The model's output beats in order; each beat from the core is checked against the next.
+    """The network's output beats in order; each beat from the core is checked against the
+    next, pad bits above ``size * fmt.width`` included (SPEC §5: they are 0).
 
-    A mismatch records the sequence, step and elements that differ. Only the first
-    ``keep`` mismatches are kept in full; all are counted.
+    A mismatch records the sequence, step and elements that differ (and the pad bits, if
+    they are not 0). Only the first ``keep`` mismatches are kept in full; all are counted.
     """
 
-    hidden: int
+    size: int
     fmt: Format
     keep: int = 20
     pending: deque = field(default_factory=deque)
@@ -105,8 +118,8 @@ class Scoreboard:
         e = self.pending.popleft()
         if data == e.word and last == e.last:
             return True
-        got = unpack(data, self.hidden, self.fmt)
-        want = unpack(e.word, self.hidden, self.fmt)
+        got = unpack(data, self.size, self.fmt)
+        want = unpack(e.word, self.size, self.fmt)
         rec = {
             "phase": e.phase,
             "sequence": e.seq,
@@ -116,6 +129,9 @@ class Scoreboard:
         }
         if last != e.last:
             rec["tlast"] = [int(last), int(e.last)]
+        pad = data >> (self.size * self.fmt.width)
+        if pad:
+            rec["pad"] = hex(pad)
         self._record(rec)
         return False
 
@@ -132,30 +148,34 @@ class Scoreboard:
 
 
 class Probes:
-    """The core's internal quantization points, recorded as the core writes them.
+    """Each layer's internal quantization points, recorded as the core writes them.
 
-    ``groups`` is a list of strobes, each ``{"valid": path, "index": path, "fields":
-    [[point, path, offset], ...]}``: on every cycle where ``valid`` is high, element
-    ``index + offset`` of each field's point takes that field's code, for the step in
-    progress. The k-th write of an element since reset belongs to the k-th step since reset.
+    ``groups`` is a list of strobes, each ``{"layer": name, "valid": path, "index": path,
+    "fields": [[point, path, offset], ...]}``: on every cycle where ``valid`` is high,
+    element ``index + offset`` of each field's point of that layer takes that field's code,
+    for the step in progress. The k-th write of an element since reset belongs to the k-th
+    step since reset (for a dense layer after an output "last" network: the k-th sequence).
     (:func:`sim.diagnose.probe_groups` finds the groups of a design.)
     """
 
-    def __init__(self, dut, qm: QuantizedModel, groups: list[dict]):
+    def __init__(self, dut, net: QuantizedNetwork, groups: list[dict]):
         self.groups = []
-        self.points = set()
+        self.points = set()  # (layer, point)
+        layers = dict(zip(net.layer_names, net.layers))
         for g in groups:
+            name = g.get("layer", net.layer_names[0])
+            layer = layers[name]
             fields = []
             for point, path, offset in g["fields"]:
-                fmt = qm.formats[POINT_FORMAT[point]]
-                fields.append((point, resolve(dut, path), int(offset), fmt))
-                self.points.add(point)
+                fmt = layer.formats[POINT_FORMAT[point]]
+                fields.append(((name, point), resolve(dut, path), int(offset), fmt))
+                self.points.add((name, point))
             self.groups.append((resolve(dut, g["valid"]), resolve(dut, g["index"]), fields))
         self.reset()
 
     def reset(self) -> None:
         self.count: dict = {}
-        self.values: dict = {}  # (point, step, element) -> (code, cycle)
+        self.values: dict = {}  # ((layer, point), step, element) -> (code, cycle)
 
     def sample(self, cycle: int) -> None:
         for valid, index, fields in self.groups:
@@ -177,7 +197,7 @@ class Probes:
 
 
 def resolve(dut, path: str):
-    """The handle at a dotted hierarchical path below the top (``core.mac.acc``)."""
+    """The handle at a dotted hierarchical path below the top (``lstm1.mac.acc``)."""
     h = dut
     for part in path.split("."):
         h = h._id(part, extended=False)
@@ -185,25 +205,50 @@ def resolve(dut, path: str):
 
 
 class TB:
-    """Drives one core: ``await tb.start()``, then :meth:`run_phase` for each batch."""
+    """Drives one core: ``await tb.start()``, then :meth:`run_phase` for each batch.
 
-    def __init__(self, dut, qm: QuantizedModel, *, seed: int = 0, progress=None, label=""):
+    ``interface`` lists how the core's bus widths differ from SPEC §5 (empty when right);
+    the bench still runs, padding to the widths the core has.
+    """
+
+    def __init__(self, dut, net: QuantizedNetwork, *, seed: int = 0, progress=None, label=""):
         self.dut = dut
-        self.qm = qm
-        self.hw = qm.hardware
-        self.fx, self.fh = qm.formats["x"], qm.formats["h"]
+        self.net = net
+        self.hw = net.hardware
+        self.fx, self.fy = net.in_fmt, net.out_fmt
         self.rng = random.Random(seed)
         self.seed = seed
         self.cycle = 0
         self.steps_done = 0
+        self._fed = 0  # sequences of the running phase queued so far
         self.source = StreamSource(dut, "s_axis")
         self.sink = StreamSink(dut, "m_axis")
-        self.scoreboard = Scoreboard(qm.hidden_size, self.fh)
+        self.scoreboard = Scoreboard(net.output_size, self.fy)
+        self.interface: list[str] = []
+        self.x_bits = net.input_size * self.fx.width
+        self.x_pad = self._check_width("s_axis_tdata", self.x_bits) - self.x_bits
+        self._check_width("m_axis_tdata", net.output_size * self.fy.width)
         self.probes: Probes | None = None
         self.progress = progress
         self.label = label
         self._edge = RisingEdge(dut.clk)
         self.timing = {"intervals": Counter(), "latencies": Counter()}
+
+    def _check_width(self, port: str, bits: int) -> int:
+        """The port's width; a width other than SPEC §5's byte-padded one is recorded."""
+        width = len(getattr(self.dut, port))
+        if width != bus_width(bits):
+            self.interface.append(
+                f"{port} is {width} bits; SPEC §5 says 8*ceil({bits}/8) = {bus_width(bits)}"
+            )
+        return width
+
+    def input_word(self, codes) -> int:
+        """One input beat: the codes, and random garbage in the pad bits above them."""
+        word = pack(codes, self.fx.width)
+        if self.x_pad > 0:
+            word |= self.rng.getrandbits(self.x_pad) << self.x_bits
+        return word
 
     async def start(self) -> None:
         Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
@@ -230,8 +275,13 @@ class TB:
         lat = int(self.hw.get("latency", 0) or 0)
         if cps:
             return 20 * (cps + lat) + 2000
-        h, i = self.qm.hidden_size, self.qm.input_size
-        return 40 * 4 * h * (i + h + 4) + 2000
+        work = sum(
+            4 * la.hidden_size * (la.input_size + la.hidden_size + 4)
+            if la.kind == "lstm"
+            else la.output_size * (la.input_size + 4)
+            for la in self.net.layers
+        )
+        return 40 * work + 2000
 
     async def run_phase(self, phase: dict, sequences, expected, *, pauses=(None, None)) -> dict:
         """Send ``sequences`` back to back, check every output; return the phase's numbers.
@@ -239,25 +289,21 @@ class TB:
         ``phase`` carries the name, ``resets`` ({seq: steps}), ``timing`` (measure: the
         intervals between input transfers, or with ``isolated`` the latency of each
         sequence's first step) and ``isolated`` (hold each sequence until the core is
-        idle); ``expected`` holds the model's output beats in order (``[beats, H]``).
+        idle); ``expected`` holds the network's output beats in order (``[beats, n]``).
         """
         name = phase["name"]
         resets = {int(s): int(a) for s, a in phase.get("resets", {}).items()}
         self.source.pause, self.sink.pause = pauses
-        per_seq = self.qm.output == "sequence"
-        beat = 0
-        for s, x in enumerate(sequences):
-            t_len = len(x)
-            for t in range(t_len):
-                self.source.put(pack(x[t], self.fx.width), t == t_len - 1, (s, t))
-                if per_seq or t == t_len - 1:
-                    word = pack(expected[beat], self.fh.width)
-                    self.scoreboard.expect(Expect(name, s, t, word, t == t_len - 1 or not per_seq))
-                    beat += 1
-        if beat != len(expected):
+        per_seq = self.net.output == "sequence"
+        beats = sum(len(x) for x in sequences) if per_seq else len(sequences)
+        if beats != len(expected):
             raise ValueError(
-                f"phase {name}: {beat} output beats expected, the job has {len(expected)}"
+                f"phase {name}: {beats} output beats expected, the job has {len(expected)}"
             )
+        # sequences are queued a few at a time, so memory stays flat in their number
+        feed = self._feed(name, sequences, expected, per_seq)
+        self._fed = 0
+        queue = self.source.queue
 
         start_cycle, start_wall = self.cycle, time.perf_counter()
         mism_before, steps_before = self.scoreboard.mismatched, self.steps_done
@@ -274,7 +320,9 @@ class TB:
         probes = self.probes
         wake = (RisingEdge(source.tready), RisingEdge(sink.tvalid))
         iterations = 0
-        while not source.idle or board.pending or reset_at is not None:
+        while feed is not None or not source.idle or board.pending or reset_at is not None:
+            if feed is not None and len(queue) < FEED_BEATS:
+                feed = feed if next(feed, None) else None
             await edge
             self.cycle = cycle = self.now()
             if probes is not None:
@@ -351,16 +399,37 @@ class TB:
             "seconds": wall,
         }
 
+    def _feed(self, name: str, sequences, expected, per_seq: bool):
+        """Queue input beats and their expected outputs up to :data:`FEED_BEATS` ahead, whole
+        sequences at a time, each time the generator is advanced; yields True while any
+        are left."""
+        source, board, width = self.source, self.scoreboard, self.fy.width
+        beat = 0
+        for s, x in enumerate(sequences):
+            t_len = len(x)
+            for t in range(t_len):
+                source.put(self.input_word(x[t]), t == t_len - 1, (s, t))
+                if per_seq or t == t_len - 1:
+                    word = pack(expected[beat], width)
+                    board.expect(Expect(name, s, t, word, t == t_len - 1 or not per_seq))
+                    beat += 1
+            self._fed = s + 1
+            if len(source.queue) >= FEED_BEATS and s + 1 < len(sequences):
+                yield True
+
     def _step_cycles(self) -> int:
-        return int(self.hw.get("cycles_per_step", 0) or 4 * self.qm.hidden_size)
+        h = max(la.hidden_size for la in self.net.lstm_layers)
+        return int(self.hw.get("cycles_per_step", 0) or 4 * h)
 
     async def _reset_mid_sequence(self, phase: str, seq: int, sequences) -> None:
         presented = self.source.halt()
         # the rest of the cut sequence is never sent; what it produced so far was checked
-        rest = deque(b for b in self.source.queue if b[2][0] != seq)
+        queue = self.source.queue  # in place: run_phase holds on to it
+        rest = [b for b in queue if b[2][0] != seq]
+        queue.clear()
         if presented is not None and presented[2][0] != seq:
-            rest.appendleft(presented)
-        self.source.queue = rest
+            queue.append(presented)
+        queue.extend(rest)
         self.scoreboard.drop(phase, seq)
         await self.reset()
 
@@ -382,7 +451,7 @@ class TB:
         return head is None or head.phase != phase or head.seq >= seq
 
     def _progress_line(self, phase: str, sequences, rate: float) -> str:
-        done = len(sequences) - len({b[2][0] for b in self.source.queue})
+        done = self.source.queue[0][2][0] if self.source.queue else self._fed
         return (
             f"{self.label}{phase}: {done}/{len(sequences)} sequences, "
             f"{self.scoreboard.mismatched} mismatches, {rate:,.0f} steps/s"

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from cocotb_tools.runner import Verilator
 
+from sim.paths import default_build_root
+
 RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
 _VM_LINE = re.compile(r"^(VM_[A-Z0-9_]+)\s*\??=\s*(\S*)\s*$", re.M)
 
@@ -64,8 +66,6 @@ def make_fixes() -> list[str]:
 
 
 def cache_root() -> Path:
-    from sim.runner import default_build_root
-
     return default_build_root() / "verilator-runtime"
 
 

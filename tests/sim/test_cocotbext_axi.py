@@ -3,10 +3,10 @@
 The rest of the co-simulation uses the project's own drivers (``sim/drivers.py``) and
 bench (``sim/tb.py``); a shared misreading of SPEC §5 there would pass unseen. Here
 cocotbext-axi, code nobody on the project wrote, drives and receives the generated core
-of ``examples/tiny`` (output ``"sequence"``, and the same model with ``"last"``): random
+of ``examples/tiny`` (output ``"sequence"``, and the same network with ``"last"``): random
 sequences of random length, its own pause generators for idle gaps and back-pressure,
 and every output frame (data, and ``tlast`` through where frames end) compared with
-``model.lstm.run_fixed``. The cocotb side is ``axis_ext_tb.py`` next to this file.
+``model.network.run_fixed``. The cocotb side is ``axis_ext_tb.py`` next to this file.
 
 Builds use ``sim.runner`` (cached per case in ``.sim_build/axis_ext_<name>-<sim>``), in
 their own directories so this never rebuilds a directory another run is using.
@@ -14,6 +14,7 @@ their own directories so this never rebuilds a directory another run is using.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from model.config import load_config
-from model.lstm import run_fixed
+from model.network import run_fixed
 from sim import runner
 
 HERE = Path(__file__).resolve().parent
@@ -41,19 +42,19 @@ def tiny():
     return load_config(TINY)
 
 
-def draw_sequences(qm, n: int, rng) -> list[np.ndarray]:
+def draw_sequences(net, n: int, rng) -> list[np.ndarray]:
     """``n`` input-code sequences [T, I], T in 1..MAX_STEPS (the first two of length 1).
 
     Each has its own kind: uniform over the whole code range (saturates everything), normal
     at 1/8 or 1/64 of the range, or the range's extremes and their neighbours.
     """
-    f = qm.formats["x"]
+    f = net.in_fmt
     lo, hi = f.code_min, f.code_max
     lengths = rng.integers(1, MAX_STEPS + 1, size=n)
     lengths[:2] = 1
     out = []
     for s, t_len in enumerate(lengths):
-        shape = (int(t_len), qm.input_size)
+        shape = (int(t_len), net.input_size)
         kind = s % 4
         if kind == 0:
             x = rng.integers(lo, hi + 1, size=shape)
@@ -65,27 +66,27 @@ def draw_sequences(qm, n: int, rng) -> list[np.ndarray]:
     return out
 
 
-def run_case(qm, sim: str, n: int, seed: int) -> dict:
+def run_case(net, sim: str, n: int, seed: int) -> dict:
     from hdl.generate import generate
 
     root = runner.default_build_root()
-    case = f"axis_ext_{qm.name}"
-    v_path, _ = generate(qm, root / f"{case}-design")
-    b = runner.build(v_path, qm.name, sim=sim, case=case, build_root=root)
+    case = f"axis_ext_{net.name}"
+    v_path, _ = generate(net, root / f"{case}-design")
+    b = runner.build(v_path, net.name, sim=sim, case=case, build_root=root)
     rng = np.random.default_rng(seed)
-    xs = draw_sequences(qm, n, rng)
-    hs = [run_fixed(qm, x[None]).h_codes[0] for x in xs]
+    xs = draw_sequences(net, n, rng)
+    ys = [run_fixed(net, x[None]).y_codes[0] for x in xs]
     work = root / f"{case}-{sim}-run"
     work.mkdir(parents=True, exist_ok=True)
     job = {
-        "x_width": qm.formats["x"].width,
-        "input_size": qm.input_size,
-        "h_width": qm.formats["h"].width,
-        "hidden_size": qm.hidden_size,
-        "output": qm.output,
+        "x_width": net.in_fmt.width,
+        "input_size": net.input_size,
+        "h_width": net.out_fmt.width,
+        "hidden_size": net.output_size,
+        "output": net.output,
         "seed": seed,
         "x": [x.tolist() for x in xs],
-        "h": [h.tolist() for h in hs],
+        "h": [y.tolist() for y in ys],
     }
     path = work / "axis_ext_job.json"
     path.write_text(json.dumps(job))
@@ -109,7 +110,7 @@ def run_case(qm, sim: str, n: int, seed: int) -> dict:
     assert res_path.is_file(), f"no results; see {work / 'sim.log'}"
     res = json.loads(res_path.read_text())
     res.update(tests=total, failed=failed, expected_beats=sum(len(x) for x in xs))
-    if qm.output == "last":
+    if net.output == "last":
         res["expected_beats"] = n
     return res
 
@@ -117,10 +118,11 @@ def run_case(qm, sim: str, n: int, seed: int) -> dict:
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 @pytest.mark.parametrize("output", ["sequence", "last"])
 def test_cocotbext_axi_stream(tiny, output, sim):
-    cfg = tiny if output == "sequence" else tiny.replace(output="last", name="tiny_last")
-    qm = cfg.qmodel
+    net = tiny.network
+    if output == "last":
+        net = dataclasses.replace(net, output="last", name="tiny_last")
     n = PLAN[sim][output]
-    res = run_case(qm, sim, n, seed=11 + len(output))
+    res = run_case(net, sim, n, seed=11 + len(output))
     assert res["stalled"] is None, res["stalled"]
     assert not res["mismatches"], res["mismatches"][:3]
     assert res["tests"] == 1 and res["failed"] == 0, res

@@ -1,8 +1,8 @@
 """The testbench's own checks, against hand-written broken stand-ins (not the LSTM).
 
-Each stand-in has the SPEC §5 ports and answers every input beat with one output beat
-of zeros, but breaks one AXI4-Stream rule. The bench must name the rule. Icarus builds
-them in a blink.
+Each stand-in has the SPEC §5 ports (byte-padded buses) and answers every input beat with
+one output beat of zeros, but breaks one AXI4-Stream rule. The bench must name the rule.
+Icarus builds them in a blink.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_config
+from conftest import make_network
 
 from sim import runner
 from sim.job import JOB_ENV, Job, Phase
 from sim.sequences import random_sequences
+from sim.tb import bus_width
 
 STANDIN = """
 module {name}(input clk, input rst,
@@ -50,16 +51,18 @@ BUGS = {
 
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_protocol_violation_is_named(tmp_path, bug):
-    qm = make_config("narrow", tmp_path).qmodel
-    qm.name = f"standin_{bug}"
-    iw = qm.input_size * qm.formats["x"].width - 1
-    ow = qm.hidden_size * qm.formats["h"].width - 1
-    v = tmp_path / f"{qm.name}.v"
-    v.write_text(STANDIN.format(name=qm.name, iw=iw, ow=ow, bug=BUGS[bug][0]))
-    b = runner.build(v, qm.name, sim="icarus", build_root=tmp_path / "build")
-    xs = list(random_sequences(qm, 6, 3, np.random.default_rng(0)))
-    job = Job(qm.to_manifest(), [Phase("p", xs, backpressure="pattern:11110")], diagnose=False)
+    net = make_network("net_last")
+    net.name = f"standin_{bug}"
+    net.output = "sequence"
+    iw = bus_width(net.input_size * net.in_fmt.width) - 1
+    ow = bus_width(net.output_size * net.out_fmt.width) - 1
+    v = tmp_path / f"{net.name}.v"
+    v.write_text(STANDIN.format(name=net.name, iw=iw, ow=ow, bug=BUGS[bug][0]))
+    b = runner.build(v, net.name, sim="icarus", build_root=tmp_path / "build")
+    xs = list(random_sequences(net, 6, 3, np.random.default_rng(0)))
+    job = Job(net.to_manifest(), [Phase("p", xs, backpressure="pattern:11110")], diagnose=False)
     path = job.write(tmp_path / "run")
     runner.run_test(b, "sim.cocotb_job", test_dir=tmp_path / "run", env={JOB_ENV: str(path)})
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert any(BUGS[bug][1] in v for v in res["protocol"]), res["protocol"]
+    assert res["interface"] == []
