@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     print(describe_lanes(net))  # says what lanes = "auto" chose
     v_path, m_path = generate(net, args.out_dir)
     print(f"wrote {v_path}")
+    roms = json.loads(m_path.read_text())["hardware"].get("rom_files", [])
+    if roms:  # the Verilog reads them with $readmemh, from its own folder
+        print(f"wrote {len(roms)} ROM file(s) {net.name}_*.hex beside it ($readmemh)")
     print(f"wrote {m_path}")
     if args.stats:
         print(format_stats(stats(v_path, net.name)))
