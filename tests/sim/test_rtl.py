@@ -5,7 +5,7 @@ layers and a dense head) runs on both simulators: cycles per step back to back, 
 on an idle core, random sequences with random idle cycles and back-pressure, adversarial
 ones with fixed-pattern pauses, random lengths from 1 with a reset in the middle of two
 sequences, and a long sequence. Input pad bits carry random garbage; output pad bits must
-be 0 (SPEC §5). Each case builds in its own directory (``.sim_build/<case>-<sim>``),
+be 0 (SPEC §5). Each case builds in its own directory (``<case>-<sim>-<hash>`` in the build cache),
 reused while its Verilog is unchanged. Verilator carries the sequence count (over 2,000
 one-layer and over 1,000 network sequences per run); Icarus, about twenty times slower,
 runs a sample of each kind.
@@ -114,6 +114,28 @@ def test_build_is_reused(networks):
     runner.build(v_path, net.name, sim="verilator", case=net.name)  # built by now, or here
     b = runner.build(v_path, net.name, sim="verilator", case=net.name)
     assert b.reused and b.seconds < 1.0
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_two_designs_of_one_name_keep_their_builds(networks, tmp_path, sim):
+    """Two configs of the same design name, alternated: each Verilog hash keeps its own
+    build, so the second round compiles nothing (counted by ``runner.COMPILED``)."""
+    from sim.session import generate_design
+
+    a = networks["narrow"]
+    b = _nudged(a, 0, 1)
+    assert a.name == b.name
+    for rnd in range(2):
+        before = runner.COMPILED
+        built = []
+        for net in (a, b):
+            v_path, _ = generate_design(net, tmp_path / f"{net.name}-design")
+            built.append(runner.build(v_path, net.name, sim=sim, build_root=tmp_path))
+        assert built[0].directory != built[1].directory
+        if rnd == 0:
+            assert runner.COMPILED - before == 2
+    assert runner.COMPILED == before and all(x.reused for x in built)
+    assert runner.prune(tmp_path, limit=1) == [built[0].directory]
 
 
 def _nudged(net: QuantizedNetwork, layer: int, row: int) -> QuantizedNetwork:
