@@ -46,7 +46,7 @@ def add_parsers(sub) -> None:
         "--input",
         type=Path,
         metavar="X.npy",
-        help="run these [N, T, I] sequences instead of random ones",
+        help="run these [N, T, I] sequences instead of random ones (--sequences is then ignored)",
     )
     p.add_argument("--codes", action="store_true", help="--input holds integer x codes, not values")
     p.add_argument(
@@ -56,7 +56,10 @@ def add_parsers(sub) -> None:
         "--idle", default="random:0.2", metavar="PAUSE", help="input idle cycles, as --backpressure"
     )
     p.add_argument(
-        "--build-dir", type=Path, default=None, help="where builds are cached (default .sim_build/)"
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="where builds are cached (default: $LSTMFX_SIM_BUILD, else ~/.cache/lstmfx/sim_build)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every result to FILE")
     p.add_argument("--verbose", action="store_true", help="show the simulator's own output")
@@ -65,11 +68,17 @@ def add_parsers(sub) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from model.config import load_config
+    from model.paths import writable_dir, writable_file
     from sim.drivers import pause_generator
     from sim.session import simulate, standard_phases, waves_file
 
     for spec in (args.backpressure, args.idle):
         pause_generator(spec)
+    # outputs first: a path that cannot be written fails now, not after the run
+    if args.json is not None:
+        writable_file(args.json, what="--json")
+    if args.build_dir is not None:
+        writable_dir(args.build_dir, what="--build-dir")
     n = args.sequences if args.sequences is not None else DEFAULT_SEQUENCES[args.sim]
     if n < 1 or args.steps < 1 or args.long < 0:
         raise ValueError("--sequences and --steps must be at least 1, --long at least 0")
@@ -77,6 +86,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     user = None
     if args.input is not None:
         user = list(load_codes(args.input, net, codes=args.codes))
+        if args.sequences is not None:
+            print(
+                f"note: --input wins: running its {len(user):,} sequences, not "
+                f"--sequences {args.sequences} random ones"
+            )
     phases = standard_phases(
         net,
         sequences=n,
@@ -115,10 +129,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         wf = waves_file(result)
         print(f"waveform: {wf}" if wf else "waveform: the simulator wrote none")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.results, indent=1))
+        write_atomic(args.json, json.dumps(result.results, indent=1))
         print(f"wrote {args.json}")
     return 0 if result.ok else 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
+    ``path`` holds the old results or the new ones, never half of either."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def describe_layers(net) -> str:

@@ -195,8 +195,9 @@ lanes = 2
 """
 
 
-def test_simulate_command(tmp_path, capsys):
-    """``lstmfx simulate`` on a one-layer config of SPEC version 1, unchanged."""
+def test_simulate_command(tmp_path, capfd):
+    """``lstmfx simulate`` on a one-layer config of SPEC version 1, unchanged; what the
+    user sees holds no stray simulator lines, and --input says it wins over --sequences."""
     rng = np.random.default_rng(sum(map(ord, "narrow")))
     h, i_size = 3, 2
     b = rng.normal(scale=0.3, size=4 * h)
@@ -208,16 +209,41 @@ def test_simulate_command(tmp_path, capsys):
     path.write_text(ONE_LAYER_TOML.format(formats=formats))
     args = ["simulate", str(path), "--sequences", "40", "--steps", "4", "--long", "0"]
     assert lstmfx.main([*args, "--json", str(tmp_path / "r.json")]) == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "PASS" in out and "cycles per step" in out and "steps/s" in out
+    assert "Verilog $finish" not in out + err and "vpi_iterate" not in out + err
     assert "lstm1 2->3" in out
     assert json.loads((tmp_path / "r.json").read_text())["mismatched_beats"] == 0
 
     x = np.random.default_rng(0).normal(size=(5, 7, i_size))
     np.save(tmp_path / "x.npy", x)
-    assert lstmfx.main(["simulate", str(path), "--input", str(tmp_path / "x.npy")]) == 0
-    out = capsys.readouterr().out
+    args = ["simulate", str(path), "--input", str(tmp_path / "x.npy"), "--sequences", "9"]
+    assert lstmfx.main(args) == 0
+    out = capfd.readouterr().out
     assert "input" in out and "PASS" in out
+    assert "note: --input wins: running its 5 sequences, not --sequences 9" in out
+
+
+def test_simulate_checks_its_outputs_first(tmp_path, capsys):
+    """A --json or --build-dir that cannot be written fails at once, in one line, before
+    the config is even read."""
+    (tmp_path / "file").write_text("")
+    for opt, bad in (("--json", tmp_path), ("--build-dir", tmp_path / "file" / "b")):
+        assert lstmfx.main(["simulate", "missing.toml", opt, str(bad)]) != 0
+        err = capsys.readouterr().err.strip()
+        assert opt in err and len(err.splitlines()) == 1, err
+
+
+def test_json_is_written_atomically(tmp_path, monkeypatch):
+    """A write that fails leaves the previous results whole and no temporary file."""
+    from sim.cli import write_atomic
+
+    path = tmp_path / "r.json"
+    write_atomic(path, "old")
+    monkeypatch.setattr("os.replace", lambda a, b: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_simulate_command_on_a_network(networks, tmp_path, capsys, monkeypatch):
