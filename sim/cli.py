@@ -40,7 +40,18 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument(
-        "--waves", action="store_true", help="record waveforms (FST on Icarus, VCD on Verilator)"
+        "--waves",
+        action="store_true",
+        help="record the run's waveform: an FST file (GTKWave, Surfer), a new one per run, "
+        "in the build folder's waves/; its name is printed at the end",
+    )
+    p.add_argument(
+        "--waves-sequence",
+        metavar="K",
+        default=None,
+        help="a small waveform of one sequence instead: after the run, replay sequence K "
+        "(counted from 0 over the run) or PHASE:K (as a mismatch names it, random:12) alone "
+        "with waves; implies --waves",
     )
     p.add_argument(
         "--input",
@@ -70,7 +81,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from model.config import load_config
     from model.paths import writable_dir, writable_file
     from sim.drivers import pause_generator
-    from sim.session import simulate, standard_phases, waves_file
+    from sim.session import replay_phase, simulate, standard_phases, waves_file
 
     for spec in (args.backpressure, args.idle):
         pause_generator(spec)
@@ -101,6 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         idle=args.idle,
         user=user,
     )
+    replay = replay_phase(phases, args.waves_sequence) if args.waves_sequence else None
     total = sum(p.steps for p in phases)
     print(
         f"{net.name}: {describe_layers(net)}, output={net.output}, "
@@ -114,20 +126,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             phases,
             sim=args.sim,
             build_root=args.build_dir,
-            waves=args.waves,
+            waves=args.waves and replay is None,
             seed=args.seed,
             progress=True,
             verbose=args.verbose,
         )
+        shown = result
+        if replay is not None:
+            shown = simulate(
+                net,
+                [replay[0]],
+                sim=args.sim,
+                build_root=args.build_dir,
+                waves=True,
+                seed=args.seed,
+                progress=False,
+                verbose=args.verbose,
+            )
     except SimulatorError as e:
         print(f"lstmfx simulate: {e}", file=sys.stderr)
         return 2
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     print(result.summary())
-    if args.waves:
-        wf = waves_file(result)
-        print(f"waveform: {wf}" if wf else "waveform: the simulator wrote none")
+    if args.waves or replay is not None:
+        wf = waves_file(shown)
+        what = f" ({replay[1]})" if replay is not None else ""
+        print(f"waveform{what}: {wf}" if wf else "waveform: the simulator wrote none")
+        if replay is not None and not shown.ok:
+            print(f"note: the replayed sequence did not pass: {'; '.join(shown.errors)}")
     if args.json is not None:
         write_atomic(args.json, json.dumps(result.results, indent=1))
         print(f"wrote {args.json}")

@@ -49,14 +49,19 @@ void vl_finish(const char* filename, int linenum, const char* hier) VL_MT_UNSAFE
     Verilated::threadContextp()->gotFinish(true);
 }
 """
-#: Icarus waveforms: cocotb's own dump module is SystemVerilog, so ours, in Verilog-2005
+#: Icarus waveforms: cocotb's own dump module is SystemVerilog, so ours, in Verilog-2005;
+#: the file is named per run (``+lstmfx_dump=PATH``) and vvp's ``-fst`` makes it FST
 ICARUS_DUMP = """module lstmfx_dump();
+reg [8*1024-1:0] path;
 initial begin
-    $dumpfile("{path}");
+    if (!$value$plusargs("lstmfx_dump=%s", path)) path = "{top}.fst";
+    $dumpfile(path);
     $dumpvars(0, {top});
 end
 endmodule
 """
+#: Verilator waveforms: FST (zlib and lz4, which scripts/install.sh installs)
+VERILATOR_WAVES = ["--trace-fst", "--trace-structs"]
 STAMP = "lstmfx-build.json"
 #: builds kept per build root; the least recently used go first
 MAX_BUILDS = 16
@@ -166,7 +171,8 @@ class Build:
 
 def build_key(verilog: str, sim: str, waves: bool, version: str) -> str:
     h = hashlib.sha256()
-    for part in (str(BUILD_FORMAT), sim, version, str(waves), " ".join(BUILD_ARGS[sim]), verilog):
+    opts = " ".join(BUILD_ARGS[sim] + (VERILATOR_WAVES if waves and sim == "verilator" else []))
+    for part in (str(BUILD_FORMAT), sim, version, str(waves), opts, verilog):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -214,13 +220,15 @@ def build(
     sources, args = [source], list(BUILD_ARGS[sim])
     if waves and sim == "icarus":
         dump = directory / "lstmfx_dump.v"
-        dump.write_text(ICARUS_DUMP.format(path=directory / f"{toplevel}.fst", top=toplevel))
+        dump.write_text(ICARUS_DUMP.format(top=toplevel))
         sources.append(dump)
         args += ["-s", "lstmfx_dump"]
     if sim == "verilator":
         finish = directory / "lstmfx_finish.cpp"
         finish.write_text(VERILATOR_FINISH)
         args.append(str(finish))  # a C++ file: cocotb takes only HDL as sources
+        if waves:
+            args += VERILATOR_WAVES
     runner = _runner(sim)
     log = None if verbose else directory / "build.log"
     try:
@@ -298,8 +306,12 @@ def run_test(
     env: dict[str, str] | None = None,
     seed: int | None = None,
     log_file=None,
+    waves_path=None,
 ) -> Path:
     """Run the cocotb tests of ``test_module`` on build ``b`` in ``test_dir``.
+
+    A build with waves dumps FST to ``waves_path`` (default: the simulator's own name in
+    ``test_dir``).
 
     Returns the xUnit results file. A simulator that crashes or a test that fails raises
     :class:`SimulatorError`; the caller reads its own results for the details.
@@ -320,6 +332,14 @@ def run_test(
         "COCOTB_ANSI_OUTPUT": "0",
     }
     extra.update(env or {})
+    test_args, plusargs = [], []
+    if b.waves and waves_path is not None:
+        waves_path = Path(waves_path).resolve()
+        waves_path.parent.mkdir(parents=True, exist_ok=True)
+        if b.sim == "verilator":
+            test_args = ["--trace-file", str(waves_path)]
+        else:
+            plusargs = [f"+lstmfx_dump={waves_path}"]
     # cocotb gives the simulator this process's sys.path as its PYTHONPATH (over any we
     # pass): put this checkout first, or a process started elsewhere (python -c, the
     # installed command) runs the simulator on another copy of sim/ and model/
@@ -335,6 +355,8 @@ def run_test(
             extra_env=extra,
             waves=b.waves,
             seed=seed,
+            test_args=test_args,
+            plusargs=plusargs,
             results_xml=str(results),
             log_file=log_file,
         )

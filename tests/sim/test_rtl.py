@@ -263,15 +263,58 @@ def test_simulate_command_on_a_network(networks, tmp_path, capsys, monkeypatch):
     assert phases == ["timing", "latency", "random", "adversarial", "lengths", "long"]
 
 
-def test_waves_on_request(networks):
-    net = networks["narrow"]
-    phases = standard_phases(net, sequences=2, steps=3, long_steps=0)[:1]
-    res = simulate(net, phases, sim="icarus", case=net.name, waves=True, progress=False)
-    from sim.session import waves_file
+def _fst_blocks(path) -> dict[int, bytes]:
+    """An FST file's blocks by type (0 header, 3/8 values, 4 gzip'd or 6 LZ4 hierarchy);
+    an AssertionError unless the file is a sequence of whole FST blocks."""
+    import struct
 
-    assert res.ok and res.build.waves
-    wf = waves_file(res)
-    assert wf is not None and wf.stat().st_size > 0
+    data = path.read_bytes()
+    # the header block: type 0, then its length, 329 bytes, as a big-endian u64
+    assert data[:9] == bytes([0, 0, 0, 0, 0, 0, 0, 1, 0x49]), f"{path} is not FST"
+    blocks, pos = {}, 0
+    while pos < len(data):
+        length = struct.unpack(">Q", data[pos + 1 : pos + 9])[0]
+        assert length > 8 and pos + 1 + length <= len(data), f"{path}: a cut block"
+        blocks[data[pos]] = data[pos + 1 : pos + 1 + length]
+        pos += 1 + length
+    return blocks
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_waves_are_fst_one_file_per_run(networks, tmp_path, sim):
+    """--waves writes FST on both simulators, a new file per run, readable signal names."""
+    import gzip
+
+    net = networks["narrow"]
+    phases = standard_phases(net, sequences=2, steps=3, long_steps=0)[1:2]
+    files = []
+    for _ in range(2):
+        res = simulate(net, phases, sim=sim, waves=True, progress=False, waves_dir=tmp_path)
+        assert res.ok and res.build.waves
+        files.append(res.waves_path)
+    assert files[0] != files[1] and all(f.parent == tmp_path for f in files)
+    for f in files:
+        blocks = _fst_blocks(f)
+        assert 4 in blocks or 6 in blocks, f"{f}: no hierarchy"
+        if 4 in blocks:  # gzip'd hierarchy (Icarus): the ports keep their names
+            names = gzip.decompress(blocks[4][16:])
+            assert b"s_axis_tvalid" in names and b"m_axis_tdata [" in names
+
+
+def test_waves_of_one_sequence():
+    """--waves-sequence replays one sequence alone with waves: a small file."""
+    from sim.job import Phase
+    from sim.session import replay_phase
+
+    a = [np.zeros((2, 2), np.int64), np.ones((3, 2), np.int64)]
+    phases = [Phase("one", a[:1]), Phase("two", a, backpressure="random:0.5")]
+    ph, what = replay_phase(phases, "2")
+    assert ph.sequences[0] is a[1] and ph.backpressure == "random:0.5"
+    assert what == "sequence 1 of phase two, 3 steps, replayed alone"
+    assert replay_phase(phases, "two:0")[0].sequences[0] is a[0]
+    for bad in ("3", "three:0", "two:2", "x"):
+        with pytest.raises(ValueError):
+            replay_phase(phases, bad)
 
 
 def test_stall_is_reported(networks):
