@@ -63,8 +63,11 @@ endmodule
 #: Verilator waveforms: FST (zlib and lz4, which scripts/install.sh installs)
 VERILATOR_WAVES = ["--trace-fst", "--trace-structs"]
 STAMP = "lstmfx-build.json"
-#: builds kept per build root; the least recently used go first
-MAX_BUILDS = 16
+#: builds kept per build root (about 2 MB each); the least recently used go first. The
+#: test suite alone makes about 20.
+MAX_BUILDS = 32
+#: a build directory's name ends in its key
+_BUILD_NAME = re.compile(r"-[0-9a-f]{20}$")
 #: what a finished Verilator build no longer needs: precompiled headers (70 MB each) and
 #: objects; the executable is all a run uses
 BUILD_LEFTOVERS = ("*.gch", "*.o", "*.a", "*.d")
@@ -263,6 +266,8 @@ def prune(root: Path, keep: Path | None = None, limit: int | None = None) -> lis
     limit = MAX_BUILDS if limit is None else limit
     builds = []
     for st in Path(root).glob(f"*/{STAMP}"):
+        if not _BUILD_NAME.search(st.parent.name):
+            continue  # not a build of this scheme: leave it alone
         try:
             builds.append((st.stat().st_mtime, st.parent))
         except OSError:
