@@ -14,6 +14,7 @@ runs a sample of each kind.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,6 +300,26 @@ def test_waves_are_fst_one_file_per_run(networks, tmp_path, sim):
         if 4 in blocks:  # gzip'd hierarchy (Icarus): the ports keep their names
             names = gzip.decompress(blocks[4][16:])
             assert b"s_axis_tvalid" in names and b"m_axis_tdata [" in names
+
+
+def test_waves_sequence_command(networks, tmp_path, capsys, monkeypatch):
+    """``simulate --waves-sequence`` checks the whole run, then names a small waveform."""
+    from model import config
+
+    class Cfg:
+        network = networks["narrow"]
+
+    monkeypatch.setattr(config, "load_config", lambda path: Cfg)
+    args = ["simulate", "c.toml", "--sim", "icarus", "--sequences", "4", "--steps", "2"]
+    args += ["--long", "0", "--build-dir", str(tmp_path), "--waves-sequence", "random:1"]
+    assert lstmfx.main(args) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("waveform"))
+    assert "sequence 1 of phase random, 2 steps, replayed alone" in line
+    path = Path(line.rsplit(": ", 1)[1])
+    assert path.parent == tmp_path / "waves"
+    blocks = _fst_blocks(path)
+    assert 4 in blocks or 6 in blocks
 
 
 def test_waves_of_one_sequence():
