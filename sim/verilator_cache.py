@@ -27,8 +27,17 @@ from cocotb_tools.runner import Verilator
 
 from sim.paths import default_build_root
 
+#: VM_ settings that name the design's own files, not how the runtime is compiled
+_NOT_RUNTIME = (
+    "VM_PREFIX",
+    "VM_MODPREFIX",
+    "VM_PARALLEL_BUILDS",
+    "VM_USER_CLASSES",
+    "VM_USER_DIR",
+    "VM_USER_LDLIBS",
+)
 RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
-_VM_LINE = re.compile(r"^(VM_[A-Z0-9_]+)\s*\??=\s*(\S*)\s*$", re.M)
+_VM_LINE = re.compile(r"^(VM_[A-Z0-9_]+)\s*\??=[ \t]*(.*?)\s*$", re.M)
 
 
 class CachedVerilator(Verilator):
@@ -74,9 +83,11 @@ def runtime_key(build_dir: Path) -> str:
     h = hashlib.sha256()
     h.update(os.environ.get("VERILATOR_ROOT", "").encode())
     for mk in sorted(build_dir.glob("V*.mk")):
-        for name, value in _VM_LINE.findall(mk.read_text()):
+        # a value may go on over lines ending in a backslash (VM_USER_CFLAGS = \ -DX)
+        text = re.sub(r"[ \t]*\\\n[ \t]*", " ", mk.read_text())
+        for name, value in _VM_LINE.findall(text):
             # the design's names and how its own files are grouped do not reach the runtime
-            if name not in ("VM_PREFIX", "VM_MODPREFIX", "VM_PARALLEL_BUILDS"):
+            if name not in _NOT_RUNTIME:
                 h.update(f"{name}={value};".encode())
     cxx = os.environ.get("CXX", "g++")
     try:

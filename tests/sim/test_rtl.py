@@ -5,7 +5,7 @@ layers and a dense head) runs on both simulators: cycles per step back to back, 
 on an idle core, random sequences with random idle cycles and back-pressure, adversarial
 ones with fixed-pattern pauses, random lengths from 1 with a reset in the middle of two
 sequences, and a long sequence. Input pad bits carry random garbage; output pad bits must
-be 0 (SPEC §5). Each case builds in its own directory (``.sim_build/<case>-<sim>``),
+be 0 (SPEC §5). Each case builds in its own directory (``<case>-<sim>-<hash>`` in the build cache),
 reused while its Verilog is unchanged. Verilator carries the sequence count (over 2,000
 one-layer and over 1,000 network sequences per run); Icarus, about twenty times slower,
 runs a sample of each kind.
@@ -14,6 +14,7 @@ runs a sample of each kind.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +117,28 @@ def test_build_is_reused(networks):
     assert b.reused and b.seconds < 1.0
 
 
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_two_designs_of_one_name_keep_their_builds(networks, tmp_path, sim):
+    """Two configs of the same design name, alternated: each Verilog hash keeps its own
+    build, so the second round compiles nothing (counted by ``runner.COMPILED``)."""
+    from sim.session import generate_design
+
+    a = networks["narrow"]
+    b = _nudged(a, 0, 1)
+    assert a.name == b.name
+    for rnd in range(2):
+        before = runner.COMPILED
+        built = []
+        for net in (a, b):
+            v_path, _ = generate_design(net, tmp_path / f"{net.name}-design")
+            built.append(runner.build(v_path, net.name, sim=sim, build_root=tmp_path))
+        assert built[0].directory != built[1].directory
+        if rnd == 0:
+            assert runner.COMPILED - before == 2
+    assert runner.COMPILED == before and all(x.reused for x in built)
+    assert runner.prune(tmp_path, limit=1) == [built[0].directory]
+
+
 def _nudged(net: QuantizedNetwork, layer: int, row: int) -> QuantizedNetwork:
     """``net`` with bias ``row`` of layer ``layer`` one unit (1.0) larger."""
     m = net.to_manifest()
@@ -173,8 +196,9 @@ lanes = 2
 """
 
 
-def test_simulate_command(tmp_path, capsys):
-    """``lstmfx simulate`` on a one-layer config of SPEC version 1, unchanged."""
+def test_simulate_command(tmp_path, capfd):
+    """``lstmfx simulate`` on a one-layer config of SPEC version 1, unchanged; what the
+    user sees holds no stray simulator lines, and --input says it wins over --sequences."""
     rng = np.random.default_rng(sum(map(ord, "narrow")))
     h, i_size = 3, 2
     b = rng.normal(scale=0.3, size=4 * h)
@@ -186,16 +210,41 @@ def test_simulate_command(tmp_path, capsys):
     path.write_text(ONE_LAYER_TOML.format(formats=formats))
     args = ["simulate", str(path), "--sequences", "40", "--steps", "4", "--long", "0"]
     assert lstmfx.main([*args, "--json", str(tmp_path / "r.json")]) == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "PASS" in out and "cycles per step" in out and "steps/s" in out
+    assert "Verilog $finish" not in out + err and "vpi_iterate" not in out + err
     assert "lstm1 2->3" in out
     assert json.loads((tmp_path / "r.json").read_text())["mismatched_beats"] == 0
 
     x = np.random.default_rng(0).normal(size=(5, 7, i_size))
     np.save(tmp_path / "x.npy", x)
-    assert lstmfx.main(["simulate", str(path), "--input", str(tmp_path / "x.npy")]) == 0
-    out = capsys.readouterr().out
+    args = ["simulate", str(path), "--input", str(tmp_path / "x.npy"), "--sequences", "9"]
+    assert lstmfx.main(args) == 0
+    out = capfd.readouterr().out
     assert "input" in out and "PASS" in out
+    assert "note: --input wins: running its 5 sequences, not --sequences 9" in out
+
+
+def test_simulate_checks_its_outputs_first(tmp_path, capsys):
+    """A --json or --build-dir that cannot be written fails at once, in one line, before
+    the config is even read."""
+    (tmp_path / "file").write_text("")
+    for opt, bad in (("--json", tmp_path), ("--build-dir", tmp_path / "file" / "b")):
+        assert lstmfx.main(["simulate", "missing.toml", opt, str(bad)]) != 0
+        err = capsys.readouterr().err.strip()
+        assert opt in err and len(err.splitlines()) == 1, err
+
+
+def test_json_is_written_atomically(tmp_path, monkeypatch):
+    """A write that fails leaves the previous results whole and no temporary file."""
+    from sim.cli import write_atomic
+
+    path = tmp_path / "r.json"
+    write_atomic(path, "old")
+    monkeypatch.setattr("os.replace", lambda a, b: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_simulate_command_on_a_network(networks, tmp_path, capsys, monkeypatch):
@@ -215,15 +264,78 @@ def test_simulate_command_on_a_network(networks, tmp_path, capsys, monkeypatch):
     assert phases == ["timing", "latency", "random", "adversarial", "lengths", "long"]
 
 
-def test_waves_on_request(networks):
-    net = networks["narrow"]
-    phases = standard_phases(net, sequences=2, steps=3, long_steps=0)[:1]
-    res = simulate(net, phases, sim="icarus", case=net.name, waves=True, progress=False)
-    from sim.session import waves_file
+def _fst_blocks(path) -> dict[int, bytes]:
+    """An FST file's blocks by type (0 header, 3/8 values, 4 gzip'd or 6 LZ4 hierarchy);
+    an AssertionError unless the file is a sequence of whole FST blocks."""
+    import struct
 
-    assert res.ok and res.build.waves
-    wf = waves_file(res)
-    assert wf is not None and wf.stat().st_size > 0
+    data = path.read_bytes()
+    # the header block: type 0, then its length, 329 bytes, as a big-endian u64
+    assert data[:9] == bytes([0, 0, 0, 0, 0, 0, 0, 1, 0x49]), f"{path} is not FST"
+    blocks, pos = {}, 0
+    while pos < len(data):
+        length = struct.unpack(">Q", data[pos + 1 : pos + 9])[0]
+        assert length > 8 and pos + 1 + length <= len(data), f"{path}: a cut block"
+        blocks[data[pos]] = data[pos + 1 : pos + 1 + length]
+        pos += 1 + length
+    return blocks
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_waves_are_fst_one_file_per_run(networks, tmp_path, sim):
+    """--waves writes FST on both simulators, a new file per run, readable signal names."""
+    import gzip
+
+    net = networks["narrow"]
+    phases = standard_phases(net, sequences=2, steps=3, long_steps=0)[1:2]
+    files = []
+    for _ in range(2):
+        res = simulate(net, phases, sim=sim, waves=True, progress=False, waves_dir=tmp_path)
+        assert res.ok and res.build.waves
+        files.append(res.waves_path)
+    assert files[0] != files[1] and all(f.parent == tmp_path for f in files)
+    for f in files:
+        blocks = _fst_blocks(f)
+        assert 4 in blocks or 6 in blocks, f"{f}: no hierarchy"
+        if 4 in blocks:  # gzip'd hierarchy (Icarus): the ports keep their names
+            names = gzip.decompress(blocks[4][16:])
+            assert b"s_axis_tvalid" in names and b"m_axis_tdata [" in names
+
+
+def test_waves_sequence_command(networks, tmp_path, capsys, monkeypatch):
+    """``simulate --waves-sequence`` checks the whole run, then names a small waveform."""
+    from model import config
+
+    class Cfg:
+        network = networks["narrow"]
+
+    monkeypatch.setattr(config, "load_config", lambda path: Cfg)
+    args = ["simulate", "c.toml", "--sim", "icarus", "--sequences", "4", "--steps", "2"]
+    args += ["--long", "0", "--build-dir", str(tmp_path), "--waves-sequence", "random:1"]
+    assert lstmfx.main(args) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("waveform"))
+    assert "sequence 1 of phase random, 2 steps, replayed alone" in line
+    path = Path(line.rsplit(": ", 1)[1])
+    assert path.parent == tmp_path / "waves"
+    blocks = _fst_blocks(path)
+    assert 4 in blocks or 6 in blocks
+
+
+def test_waves_of_one_sequence():
+    """--waves-sequence replays one sequence alone with waves: a small file."""
+    from sim.job import Phase
+    from sim.session import replay_phase
+
+    a = [np.zeros((2, 2), np.int64), np.ones((3, 2), np.int64)]
+    phases = [Phase("one", a[:1]), Phase("two", a, backpressure="random:0.5")]
+    ph, what = replay_phase(phases, "2")
+    assert ph.sequences[0] is a[1] and ph.backpressure == "random:0.5"
+    assert what == "sequence 1 of phase two, 3 steps, replayed alone"
+    assert replay_phase(phases, "two:0")[0].sequences[0] is a[0]
+    for bad in ("3", "three:0", "two:2", "x"):
+        with pytest.raises(ValueError):
+            replay_phase(phases, bad)
 
 
 def test_stall_is_reported(networks):
