@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.lstm import FixedResult, FloatLSTM, _check_batch, lstm_fixed, lstm_float
-from model.qmodel import DENSE_ACTIVATIONS, DenseLayer, QuantizedNetwork, exact_sum, layer_names
+from model.qmodel import (
+    DENSE_ACTIVATIONS,
+    DenseLayer,
+    LayerChain,
+    QuantizedNetwork,
+    exact_sum,
+)
 
 #: the widest exact integer sum a float64 GEMM holds (every partial sum included)
 _FLOAT64_EXACT_BITS = 53
@@ -62,7 +68,7 @@ FloatLayer = FloatLSTM | FloatDense
 
 
 @dataclass
-class FloatNetwork:
+class FloatNetwork(LayerChain):
     """Float layers in order (LSTM layers, then dense layers), as an importer gives them.
 
     ``output`` is what the model file itself says of the top LSTM layer ("sequence" or
@@ -75,35 +81,7 @@ class FloatNetwork:
 
     def __post_init__(self):
         self.layers = list(self.layers)
-        if not self.layers or self.layers[0].kind != "lstm":
-            raise ValueError("a network starts with at least one LSTM layer")
-        names = self.layer_names
-        dense = False
-        for k, layer in enumerate(self.layers):
-            dense |= layer.kind == "dense"
-            if dense and layer.kind == "lstm":
-                raise ValueError(f"{names[k]} follows a dense layer; LSTM layers come first")
-            if k and layer.input_size != self.layers[k - 1].output_size:
-                raise ValueError(
-                    f"{names[k]} takes {layer.input_size} inputs but {names[k - 1]} gives "
-                    f"{self.layers[k - 1].output_size}"
-                )
-
-    @property
-    def layer_names(self) -> list[str]:
-        return layer_names(self.layers)
-
-    @property
-    def lstm_layers(self) -> list[FloatLSTM]:
-        return [la for la in self.layers if la.kind == "lstm"]
-
-    @property
-    def input_size(self) -> int:
-        return self.layers[0].input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.layers[-1].output_size
+        self.check_chain()
 
 
 def _top_lstm(layers) -> int:

@@ -317,8 +317,54 @@ def layer_names(layers) -> list[str]:
     return names
 
 
+class LayerChain:
+    """What a float and a quantized network share: an ordered list of layers, LSTM layers
+    first, each reading what the layer below gives (SPEC §2b)."""
+
+    layers: list
+
+    def check_chain(self) -> None:
+        """LSTM layers first, then dense layers; each layer's input size is the output size
+        of the layer below."""
+        if not self.layers or self.layers[0].kind != "lstm":
+            raise ValueError("a network starts with at least one LSTM layer")
+        names = self.layer_names
+        kinds = [layer.kind for layer in self.layers]
+        first_dense = kinds.index("dense") if "dense" in kinds else len(kinds)
+        if "lstm" in kinds[first_dense:]:
+            late = names[first_dense + kinds[first_dense:].index("lstm")]
+            raise ValueError(f"{late} follows a dense layer; LSTM layers come first")
+        for k, layer in enumerate(self.layers[1:], start=1):
+            below = self.layers[k - 1]
+            if layer.input_size != below.output_size:
+                raise ValueError(
+                    f"{names[k]} takes {layer.input_size} inputs but {names[k - 1]} gives "
+                    f"{below.output_size}"
+                )
+
+    @property
+    def layer_names(self) -> list[str]:
+        return layer_names(self.layers)
+
+    @property
+    def lstm_layers(self) -> list:
+        return [la for la in self.layers if la.kind == "lstm"]
+
+    @property
+    def dense_layers(self) -> list:
+        return [la for la in self.layers if la.kind == "dense"]
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+
 @dataclass
-class QuantizedNetwork:
+class QuantizedNetwork(LayerChain):
     """A quantized network (SPEC §2b): LSTM layers, then dense layers; one LSTM layer is the
     simplest network. The one object that crosses from ``model/`` to ``hdl/`` and ``sim/``."""
 
@@ -335,24 +381,13 @@ class QuantizedNetwork:
         """Layer order, sizes and formats chained as SPEC §2b says."""
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be 'sequence' or 'last', not {self.output!r}")
-        if not self.layers or not isinstance(self.layers[0], LstmLayer):
-            raise ValueError("a network starts with at least one LSTM layer")
         for k, layer in enumerate(self.layers):
             if not isinstance(layer, LstmLayer | DenseLayer):
                 raise TypeError(f"layer {k} is a {type(layer).__name__}, not a layer")
+        self.check_chain()
         names = self.layer_names
-        kinds = [layer.kind for layer in self.layers]
-        first_dense = kinds.index("dense") if "dense" in kinds else len(kinds)
-        if "lstm" in kinds[first_dense:]:
-            late = names[first_dense + kinds[first_dense:].index("lstm")]
-            raise ValueError(f"{late} follows a dense layer; LSTM layers come first")
         for k, layer in enumerate(self.layers[1:], start=1):
             below = self.layers[k - 1]
-            if layer.input_size != below.output_size:
-                raise ValueError(
-                    f"{names[k]} takes {layer.input_size} inputs but {names[k - 1]} gives "
-                    f"{below.output_size}"
-                )
             if layer.in_fmt != below.out_fmt:
                 src = "h" if below.kind == "lstm" else "out"
                 own = "x" if layer.kind == "lstm" else "input"
@@ -362,27 +397,7 @@ class QuantizedNetwork:
                     f"tensor's own format (SPEC §2b)"
                 )
 
-    # ------------------------------------------------------------------ shape
-
-    @property
-    def layer_names(self) -> list[str]:
-        return layer_names(self.layers)
-
-    @property
-    def lstm_layers(self) -> list[LstmLayer]:
-        return [la for la in self.layers if la.kind == "lstm"]
-
-    @property
-    def dense_layers(self) -> list[DenseLayer]:
-        return [la for la in self.layers if la.kind == "dense"]
-
-    @property
-    def input_size(self) -> int:
-        return self.layers[0].input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.layers[-1].output_size
+    # ------------------------------------------------------------------ formats
 
     @property
     def in_fmt(self) -> Format:
