@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from model.cli import report_weights
+from model.paths import write_atomically
 
 #: the example ``lstmfx demo`` runs: a folder of examples/ (model/examples.py finds it in a
 #: checkout and in an installed copy)
@@ -161,18 +162,6 @@ def writable_outputs(folder: Path, files, what: str) -> Path:
         if path.exists() and not os.access(path, os.W_OK):
             raise OutputPathError(f"{what} {str(folder)!r}: {name} cannot be overwritten")
     return folder
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: a
-    reader sees the old file or the new one, never a half-written one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- loading

@@ -61,3 +61,17 @@ def writable_dir(path, *, what: str = "output folder") -> Path:
         return path
     _check_parent(path, what)
     return path
+
+
+def write_atomically(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename: a
+    reader sees the old file or the new one, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

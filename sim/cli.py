@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from model.paths import write_atomically
 from sim.runner import SIMULATORS, SimulatorError
 
 #: sequences per run when --sequences is not given: Icarus is two orders slower
@@ -156,24 +157,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if replay is not None and not shown.ok:
             print(f"note: the replayed sequence did not pass: {'; '.join(shown.errors)}")
     if args.json is not None:
-        write_atomic(args.json, json.dumps(result.results, indent=1))
+        write_atomically(args.json, json.dumps(result.results, indent=1))
         print(f"wrote {args.json}")
     return 0 if result.ok else 1
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
-    ``path`` holds the old results or the new ones, never half of either."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def describe_layers(net) -> str:

@@ -237,13 +237,13 @@ def test_simulate_checks_its_outputs_first(tmp_path, capsys):
 
 def test_json_is_written_atomically(tmp_path, monkeypatch):
     """A write that fails leaves the previous results whole and no temporary file."""
-    from sim.cli import write_atomic
+    from model.paths import write_atomically
 
     path = tmp_path / "r.json"
-    write_atomic(path, "old")
+    write_atomically(path, "old")
     monkeypatch.setattr("os.replace", lambda a, b: (_ for _ in ()).throw(OSError("disk")))
     with pytest.raises(OSError):
-        write_atomic(path, "new")
+        write_atomically(path, "new")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
