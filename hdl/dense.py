@@ -9,7 +9,16 @@ from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import Rom, bits_for, fmt_shape, pick, round_into, vector_stream
+from hdl.fixed import (
+    ROUND_LATENCY,
+    Rom,
+    bits_for,
+    delay,
+    fmt_shape,
+    pick,
+    round_stages,
+    vector_stream,
+)
 from model.qmodel import DenseLayer, exact_sum
 
 
@@ -50,10 +59,11 @@ class DenseMacLane(wiring.Component):
     Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency`
     cycles after the beat with ``last``; rows may follow each other with no gap. The
     weight ROM's word and the operand are registered before the multiplier and the product
-    after it (the DSP block's input and output registers).
+    after it (the DSP block's input and output registers), and the rounding takes
+    :data:`hdl.fixed.ROUND_LATENCY` register stages.
     """
 
-    latency = 5
+    latency = 4 + ROUND_LATENCY
 
     def __init__(self, *, layer: DenseLayer, rows):
         if not isinstance(layer, DenseLayer):
@@ -140,17 +150,16 @@ class DenseMacLane(wiring.Component):
             m.d.sync += acc.eq(Mux(s3.first, start, acc) + (prod << sx))
         m.d.sync += [s4.eq(s3), v4.eq(v3)]
 
-        # stage 5: the activation on the exact sum, then the one rounding into out
+        # stages 5, 6: the activation on the exact sum, then the one rounding into out
         act = Signal(signed(self._acc_w), name="activated")
         m.d.comb += act.eq(Mux(acc[-1], 0, acc) if la.activation == "relu" else acc)
-        out = round_into(m, act, self._acc_frac, la.out_fmt, name="out_rounded")
-        m.d.sync += self.o.valid.eq(v4 & s4.last)
-        with m.If(v4 & s4.last):
-            m.d.sync += [
-                self.o.payload.slot.eq(s4.slot),
-                self.o.payload.out.eq(out),
-                self.o.payload.acc.eq(acc),
-            ]
+        out, stages = round_stages(m, act, self._acc_frac, la.out_fmt, name="out_rounded")
+        m.d.comb += self.o.payload.out.eq(out)
+        m.d.sync += [
+            self.o.valid.eq(delay(m, v4 & s4.last, stages - 1, name="ends")),
+            self.o.payload.slot.eq(delay(m, s4.slot, stages - 1, name="slot", data=True)),
+            self.o.payload.acc.eq(delay(m, acc, stages - 1, name="acc_out", data=True)),
+        ]
         return m
 
 

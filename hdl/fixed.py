@@ -156,11 +156,12 @@ def _overflow(m, quant, fmt: Format, name: str) -> Signal:
     return out
 
 
-def delay(m, value, cycles: int, *, name: str):
-    """``value`` delayed by ``cycles`` registers in the sync domain (0: the value itself)."""
+def delay(m, value, cycles: int, *, name: str, data: bool = False):
+    """``value`` delayed by ``cycles`` registers in the sync domain (0: the value itself).
+    ``data``: the registers carry no reset (a datapath value, not a valid bit)."""
     cur = value
     for k in range(cycles):
-        reg = Signal(value.shape(), name=f"{name}_d{k + 1}")
+        reg = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=data)
         m.d.sync += reg.eq(cur)
         cur = reg
     return cur
