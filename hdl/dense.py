@@ -10,12 +10,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import (
+    MUL_LATENCY,
     ROUND_LATENCY,
     Rom,
     bits_for,
     delay,
     fmt_shape,
     pick,
+    product,
     round_stages,
     vector_stream,
 )
@@ -63,7 +65,7 @@ class DenseMacLane(wiring.Component):
     :data:`hdl.fixed.ROUND_LATENCY` register stages.
     """
 
-    latency = 4 + ROUND_LATENCY
+    latency = 4 + MUL_LATENCY + ROUND_LATENCY
 
     def __init__(self, *, layer: DenseLayer, rows):
         if not isinstance(layer, DenseLayer):
@@ -119,28 +121,23 @@ class DenseMacLane(wiring.Component):
         v1 = Signal(name="v1")
         m.d.sync += [s1.eq(beat), v1.eq(self.i.valid)]
 
-        # stage 2: the multiplier's input registers (a ROM's output goes nowhere else)
+        # stage 2: the ROM word in a register (a block RAM's output goes nowhere else)
         weight = Signal(fmt_shape(f["w"]), name="weight", reset_less=True)
         operand = Signal(fmt_shape(la.in_fmt), name="operand", reset_less=True)
         bias = Signal(fmt_shape(f["b"]), name="bias", reset_less=True)
-        s2 = Signal(self._beat, name="s2", reset_less=True)
-        v2 = Signal(name="v2")
-        m.d.sync += [
-            weight.eq(rd_w.data),
-            operand.eq(s1.operand),
-            bias.eq(rd_b.data),
-            s2.eq(s1),
-            v2.eq(v1),
-        ]
+        m.d.sync += [weight.eq(rd_w.data), operand.eq(s1.operand), bias.eq(rd_b.data)]
+        s2 = delay(m, s1, 1, name="s2", data=True)
+        v2 = delay(m, v1, 1, name="v2")
 
-        # stage 3: the multiplier's output register, and the starting value of the sum
+        # stage 3: the DSP block (input and pipeline registers), then a fabric register, and
+        # the starting value of the sum alongside
         sx = self._acc_frac - f["w"].frac - la.in_fmt.frac
         sb = self._acc_frac - f["b"].frac
-        prod = Signal(signed(len(weight) + len(operand) + 1), name="product", reset_less=True)
-        start = Signal(signed(self._acc_w), name="start", reset_less=True)
-        s3 = Signal(self._beat, name="s3", reset_less=True)
-        v3 = Signal(name="v3")
-        m.d.sync += [prod.eq(weight * operand), start.eq(bias << sb), s3.eq(s2), v3.eq(v2)]
+        dsp = product(m, weight, operand, name="product")
+        prod = delay(m, dsp, 1, name="prod", data=True)
+        start = delay(m, bias << sb, 1 + MUL_LATENCY, name="start", data=True)
+        s3 = delay(m, s2, 1 + MUL_LATENCY, name="s3", data=True)
+        v3 = delay(m, v2, 1 + MUL_LATENCY, name="v3")
 
         # stage 4: accumulate, exactly
         acc = Signal(signed(self._acc_w), name="acc", reset_less=True)
@@ -301,7 +298,8 @@ class DenseCore(wiring.Component):
         addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
         col = Signal(unsigned(bits_for(k_len - 1)), name="mac_col")
         grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
-        done = Signal(unsigned(bits_for(n_out)), name="rows_done")
+        groups_left = Signal(unsigned(bits_for(g_len)), name="groups_left")
+        finished = Signal(name="vector_finished")  # every row of the vector is in y_work
 
         # ---- input holding register: ready comes from a register (and is low in reset)
         m.d.comb += self.i.ready.eq(~u_next_valid & ~ResetSignal())
@@ -344,7 +342,8 @@ class DenseCore(wiring.Component):
         # enter the top of y_work and everything moves down by P, so after G groups row r sits
         # in y_work[r]; no lane needs a G-way write decode
         with m.If(lanes[0].o.valid):
-            m.d.sync += done.eq(done + p)
+            # a register, not a compare in front of the commit: the commit reaches wide enables
+            m.d.sync += [groups_left.eq(groups_left - 1), finished.eq(groups_left == 1)]
             for r in range(n_out):
                 src = y_work[r + p] if r + p < n_out else lanes[r + p - n_out].o.payload.out
                 m.d.sync += y_work[r].eq(src)
@@ -362,14 +361,14 @@ class DenseCore(wiring.Component):
         commit = Signal(name="vector_commit")
         start = Signal(name="vector_start")
         m.d.comb += [
-            commit.eq(busy & ~issuing & (done == n_out) & out_free),
+            commit.eq(finished & out_free),
             start.eq((~busy | commit) & u_next_valid),
         ]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(commit):
             m.d.sync += [
-                done.eq(0),
+                finished.eq(0),
                 busy.eq(0),
                 self.o.payload.data.eq(Cat(*y_work)),
                 self.o.payload.last.eq(cur_last),
@@ -385,5 +384,6 @@ class DenseCore(wiring.Component):
                 addr.eq(0),
                 col.eq(0),
                 grp.eq(0),
+                groups_left.eq(g_len),
             ]
         return m
