@@ -10,9 +10,9 @@ Fmax and the critical path. :func:`estimate_verilog` runs Yosys' ``synth_xilinx`
 from __future__ import annotations
 
 import json
-import re
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -305,7 +305,8 @@ def get_device(name: str) -> Device:
 #: bypassed). Operands are sign-extended to 18 bits; the low A_WIDTH + B_WIDTH bits of the
 #: 36-bit product are the exact product. keep_hierarchy: flattened into the design, the
 #: registered primitive makes this Yosys' ABC9 exit without a message.
-ECP5_MUL = """\
+ECP5_MUL = (
+    """\
 (* keep_hierarchy *)
 module {module} #(
   parameter A_WIDTH = 18,
@@ -323,16 +324,21 @@ module {module} #(
     .REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), .REG_PIPELINE_CLK("CLK0"),
     .REG_OUTPUT_CLK("NONE"), .GSR("DISABLED"), .RESETMODE("SYNC")
   ) dsp (
-""" + "".join(f"    .A{k}(a18[{k}]), .B{k}(b18[{k}]), .C{k}(1'b0),\n" for k in range(18)) + """\
+"""
+    + "".join(f"    .A{k}(a18[{k}]), .B{k}(b18[{k}]), .C{k}(1'b0),\n" for k in range(18))
+    + """\
     .SIGNEDA(1'b1), .SIGNEDB(1'b1), .SOURCEA(1'b0), .SOURCEB(1'b0),
     .CLK0(clk), .CLK1(1'b0), .CLK2(1'b0), .CLK3(1'b0),
     .CE0(1'b1), .CE1(1'b0), .CE2(1'b0), .CE3(1'b0),
     .RST0(1'b0), .RST1(1'b0), .RST2(1'b0), .RST3(1'b0),
-""" + ",\n".join(f"    .P{k}(p36[{k}])" for k in range(36)) + """
+"""
+    + ",\n".join(f"    .P{k}(p36[{k}])" for k in range(36))
+    + """
   );
   assign p = p36[A_WIDTH+B_WIDTH-1:0];
 endmodule
 """
+)
 
 
 def synth_verilog(
@@ -375,9 +381,7 @@ def synth_verilog(
         override.write_text(ECP5_MUL.format(module=mul))
         reads += f"read_verilog -overwrite {_rel(override, v_path.parent)}\n"
     script.write_text(
-        reads
-        + 
-        f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}\n"
+        reads + f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}\n"
         f"tee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
     )
     seconds = {}
@@ -443,15 +447,8 @@ def estimate_verilog(
     work.mkdir(parents=True, exist_ok=True)
     stat_json = work / f"{top}_{vendor}.stat.json"
     script = work / f"{top}_{vendor}.ys"
-    reads = f"read_verilog {v_path.name}\n"
-    mul = f"{top}_mul"
-    if dev.family == "ecp5" and re.search(rf"^module {re.escape(mul)}\b", v_path.read_text(), re.M):
-        override = work / f"{stem}.mul.v"
-        override.write_text(ECP5_MUL.format(module=mul))
-        reads += f"read_verilog -overwrite {_rel(override, v_path.parent)}\n"
     script.write_text(
-        reads
-        + 
+        f"read_verilog {v_path.name}\n"
         + kinds["synth"].format(top=top)
         + f"\ntee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
     )
