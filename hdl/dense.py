@@ -126,7 +126,7 @@ class DenseMacLane(wiring.Component):
         operand = Signal(fmt_shape(la.in_fmt), name="operand", reset_less=True)
         bias = Signal(fmt_shape(f["b"]), name="bias", reset_less=True)
         m.d.sync += [weight.eq(rd_w.data), operand.eq(s1.operand), bias.eq(rd_b.data)]
-        s2 = delay(m, s1, 1, name="s2", data=True)
+        s2 = delay(m, s1, 1, name="s2", reset_less=True)
         v2 = delay(m, v1, 1, name="v2")
 
         # stage 3: the DSP block (input and pipeline registers), then a fabric register, and
@@ -134,9 +134,9 @@ class DenseMacLane(wiring.Component):
         sx = self._acc_frac - f["w"].frac - la.in_fmt.frac
         sb = self._acc_frac - f["b"].frac
         dsp = product(m, weight, operand, name="product")
-        prod = delay(m, dsp, 1, name="prod", data=True)
-        start = delay(m, bias << sb, 1 + MUL_LATENCY, name="start", data=True)
-        s3 = delay(m, s2, 1 + MUL_LATENCY, name="s3", data=True)
+        prod = delay(m, dsp, 1, name="prod", reset_less=True)
+        start = delay(m, bias << sb, 1 + MUL_LATENCY, name="start", reset_less=True)
+        s3 = delay(m, s2, 1 + MUL_LATENCY, name="s3", reset_less=True)
         v3 = delay(m, v2, 1 + MUL_LATENCY, name="v3")
 
         # stage 4: accumulate, exactly
@@ -154,8 +154,8 @@ class DenseMacLane(wiring.Component):
         m.d.comb += self.o.payload.out.eq(out)
         m.d.sync += [
             self.o.valid.eq(delay(m, v4 & s4.last, stages - 1, name="ends")),
-            self.o.payload.slot.eq(delay(m, s4.slot, stages - 1, name="slot", data=True)),
-            self.o.payload.acc.eq(delay(m, acc, stages - 1, name="acc_out", data=True)),
+            self.o.payload.slot.eq(delay(m, s4.slot, stages - 1, name="slot", reset_less=True)),
+            self.o.payload.acc.eq(delay(m, acc, stages - 1, name="acc_out", reset_less=True)),
         ]
         return m
 
