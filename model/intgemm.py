@@ -19,6 +19,7 @@ told to compile for another CPU), and callers then keep to their float path.
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import numba
@@ -34,6 +35,7 @@ TILE_COLS = 32
 _PMADD = {16: "llvm.x86.avx512.pmaddw.d.512", 8: "llvm.x86.avx2.pmadd.wd"}
 
 
+@functools.cache
 def pmadd_lanes() -> int:
     """int32 lanes of the widest ``pmaddwd`` Numba's target has: 16, 8, or 0 (none)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
@@ -50,8 +52,10 @@ def fits_int32(b: np.ndarray, a_max: np.ndarray) -> bool:
     """Whether every partial sum of ``a @ b`` stays below 2**31 in magnitude when
     ``|a[:, k]| <= a_max[k]``: the sum of the magnitudes of the terms bounds every partial
     sum, in any order."""
-    bound = np.abs(b.astype(object)).T.dot(np.asarray(a_max, dtype=object))
-    return bool(np.all(bound < (1 << 31)))
+    b, a_max = np.abs(np.asarray(b, dtype=np.int64)), np.asarray(a_max, dtype=np.int64)
+    if b.size and int(b.max()) * int(a_max.max()) * b.shape[0] >= 1 << 62:  # int64 would wrap
+        b, a_max = b.astype(object), a_max.astype(object)
+    return bool(np.all(a_max.dot(b) < (1 << 31)))
 
 
 def pack_pairs(b: np.ndarray, cols: int) -> np.ndarray:

@@ -219,6 +219,34 @@ def _check_range(qm: LstmLayer, x: np.ndarray, x_range: np.ndarray) -> None:
         fmt.check_codes(x, what="input codes")
 
 
+def _plan_for(qm: LstmLayer, x: np.ndarray) -> _Plan:
+    """The plan for input codes ``x``: where the x format's bound keeps the layer from the
+    int16 GEMM, the largest |x| code of this input may not (a layer above another gets
+    codes of ``h``, |h| <= 1, in a format that reaches 32 or 64): one pass over ``x`` to
+    find it, which also checks the input's range up front."""
+    plan = _Plan(qm)
+    fmt = qm.formats["x"]
+    if plan.kind == "int16" or not PAIRS or not pmadd_lanes():
+        return plan
+    if fmt.code_min < -(1 << 15) or fmt.code_max >= 1 << 15:
+        return plan
+    lo, hi = _code_range(x)
+    if lo < fmt.code_min or hi > fmt.code_max:
+        fmt.check_codes(x, what="input codes")
+    return _Plan(qm, x_max=max(-int(lo), int(hi)))
+
+
+@njit(cache=True, nogil=True)
+def _code_range(x):
+    """The lowest and highest code in ``x``."""
+    flat = x.ravel()
+    lo, hi = flat[0], flat[0]
+    for v in flat:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
 def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
     """One bit-accurate LSTM layer of SPEC §2 on input codes [N, T, I] (int).
 
@@ -228,7 +256,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     """
     x = _input_codes(qm, x_codes)
     h_size = qm.hidden_size
-    plan = _Plan(qm)
+    plan = _plan_for(qm, x)
     h_out, overflow, tr, x_range = _launch(plan, x, last, trace, False)
     _check_range(qm, x, x_range)
     traced = None
@@ -250,7 +278,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5, clock=None) -> di
     clock = clock or time.perf_counter
 
     x = _input_codes(qm, x_codes)
-    plan = _Plan(qm)
+    plan = _plan_for(qm, x)
     _check_range(qm, x, _launch(plan, x, False, False, True)[3])
     best = {}
     for name, gemm_only in (("total", False), ("gemm", True)):
@@ -358,22 +386,25 @@ def _gemm_kind(qm: LstmLayer) -> str:
 _BIAS_SPLIT = 14
 
 
-def _table_max(lut: np.ndarray, fmt) -> int:
+def _table_max(table) -> int:
     """The largest magnitude of code a table gives: from its LUT when it has one (every input
     the kernel looks up is in it, see :func:`_lut`), else the output format's."""
-    if lut.shape[0]:
-        return int(np.abs(lut.astype(np.int64) >> 1).max())
-    return max(-fmt.code_min, fmt.code_max)
+    if table not in _LUT_MAX:
+        lut = _cached_lut(table)[0]
+        fmt = table.out_fmt
+        whole = max(-fmt.code_min, fmt.code_max)
+        _LUT_MAX[table] = int(np.abs(lut.astype(np.int64) >> 1).max()) if lut.shape[0] else whole
+    return _LUT_MAX[table]
 
 
-def _h_max(qm: LstmLayer, luts) -> int:
+def _h_max(qm: LstmLayer) -> int:
     """A bound on |h| codes: h = o * tanh(c), so at most the largest o code times the largest
     tanh_cell code, rounded (up by at most one code), when that cannot overflow the h
     format; else the h format's own bound. h_0 = 0 is within both."""
     f = qm.formats
     h = f["h"]
-    o_max = _table_max(luts[0][0], f["gate"])
-    tc_max = _table_max(luts[2][0], f["tanh_cell"])
+    o_max = _table_max(qm.tables["sigmoid"])
+    tc_max = _table_max(qm.tables["tanh_cell"])
     shift = f["gate"].frac + f["tanh_cell"].frac - h.frac
     if shift >= 0:
         q = ((o_max * tc_max) >> shift) + 1
@@ -382,12 +413,13 @@ def _h_max(qm: LstmLayer, luts) -> int:
     return max(-h.code_min, h.code_max)
 
 
-def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, luts) -> np.ndarray | None:
+def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, x_max=None) -> np.ndarray | None:
     """``[W^T; b_hi; b_lo; R^T]`` (rows padded to even, columns to the tile) packed for
     :func:`model.intgemm.pmadd_tile`, when the GEMM on ``[x_t | 2**14 | 1 | h_{t-1}]`` is
     exact in int16 operands with int32 sums; else None.
 
-    Exact: x codes within int16 by their format, h codes by :func:`_h_max`, the shifted
+    Exact: x codes within int16 by their format (and within ``x_max`` when given: the
+    largest |code| of the input at hand), h codes by :func:`_h_max`, the shifted
     weights and the two bias parts within int16, and (:func:`model.intgemm.fits_int32`)
     the magnitudes of every column's terms summing below 2**31. The bound is the
     weights', not the formats': typical 16-bit layers pass where the formats' worst case
@@ -396,12 +428,13 @@ def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, luts) -> np.ndarray | None:
     x = qm.formats["x"]
     if not pmadd_lanes() or x.code_min < -(1 << 15) or x.code_max >= 1 << 15:
         return None
-    h_max = _h_max(qm, luts)
+    h_max = _h_max(qm)
     b_hi, b_lo = b_t >> _BIAS_SPLIT, b_t & ((1 << _BIAS_SPLIT) - 1)
     b = np.concatenate([w_t, b_hi[None], b_lo[None], r_t])
     if h_max >= 1 << 15 or np.abs(b).max() >= 1 << 15:
         return None
-    x_max = max(-x.code_min, x.code_max)
+    if x_max is None:
+        x_max = max(-x.code_min, x.code_max)
     a_max = [x_max] * qm.input_size + [1 << _BIAS_SPLIT, 1] + [h_max] * qm.hidden_size
     if not fits_int32(b, a_max):
         return None
@@ -414,7 +447,8 @@ def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, luts) -> np.ndarray | None:
 class _Plan:
     """How to run one model: the GEMMs' weights, and the kernel's integer constants."""
 
-    def __init__(self, qm: LstmLayer):
+    def __init__(self, qm: LstmLayer, x_max: int | None = None):
+        """``x_max``: a bound on the input's |codes| tighter than its format's, if known."""
         f = qm.formats
         terms, gemm_frac, _ = _preact_gemm(qm)
         wx, rh, b = terms  # weights pre-shifted to gemm_frac
@@ -423,7 +457,7 @@ class _Plan:
         b_t = qm.b << (gemm_frac - b.frac)
         names = ("sigmoid", "tanh", "tanh_cell")
         luts = [_cached_lut(qm.tables[k]) for k in names]
-        pairs = _pair_weights(qm, w_t, r_t, b_t, luts) if PAIRS else None
+        pairs = _pair_weights(qm, w_t, r_t, b_t, x_max) if PAIRS else None
         i_size = qm.input_size
         self.hidden_size = qm.hidden_size
         self.row_align = TILE_ROWS if pairs is not None else 1
@@ -544,8 +578,10 @@ def _rounding(src_frac: int, fmt) -> np.ndarray:
     )
 
 
-#: LUTs of the tables in use; a PwlTable is frozen, so its LUT never goes stale
+#: LUTs of the tables in use, and their largest |output|; a PwlTable is frozen, so neither
+#: goes stale
 _LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LUT_MAX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cached_lut(table) -> tuple[np.ndarray, int, int]:
