@@ -386,15 +386,19 @@ def _gemm_kind(qm: LstmLayer) -> str:
 _BIAS_SPLIT = 14
 
 
-def _table_max(table) -> int:
-    """The largest magnitude of code a table gives: from its LUT when it has one (every input
-    the kernel looks up is in it, see :func:`_lut`), else the output format's."""
-    if table not in _LUT_MAX:
+def _lut_facts(table) -> tuple[int, int]:
+    """Of a table's LUT (see :func:`_lut`): the largest magnitude of code the table gives
+    (every input the kernel looks up is in the LUT; the output format's bound where there
+    is no LUT), and whether any entry overflowed (else the kernel need not count them)."""
+    if table not in _LUT_FACTS:
         lut = _cached_lut(table)[0]
         fmt = table.out_fmt
-        whole = max(-fmt.code_min, fmt.code_max)
-        _LUT_MAX[table] = int(np.abs(lut.astype(np.int64) >> 1).max()) if lut.shape[0] else whole
-    return _LUT_MAX[table]
+        if lut.shape[0]:
+            facts = int(np.abs(lut.astype(np.int64) >> 1).max()), int(np.any(lut & 1))
+        else:
+            facts = max(-fmt.code_min, fmt.code_max), 0
+        _LUT_FACTS[table] = facts
+    return _LUT_FACTS[table]
 
 
 def _h_max(qm: LstmLayer) -> int:
@@ -403,8 +407,8 @@ def _h_max(qm: LstmLayer) -> int:
     format; else the h format's own bound. h_0 = 0 is within both."""
     f = qm.formats
     h = f["h"]
-    o_max = _table_max(qm.tables["sigmoid"])
-    tc_max = _table_max(qm.tables["tanh_cell"])
+    o_max = _lut_facts(qm.tables["sigmoid"])[0]
+    tc_max = _lut_facts(qm.tables["tanh_cell"])[0]
     shift = f["gate"].frac + f["tanh_cell"].frac - h.frac
     if shift >= 0:
         q = ((o_max * tc_max) >> shift) + 1
@@ -510,7 +514,7 @@ class _Plan:
         self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
         self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
         #: per LUT, whether any entry overflowed (else the kernel need not count them)
-        self.lut_flags = np.array([int(np.any(lut & 1)) for lut, _, _ in luts], dtype=np.int64)
+        self.lut_flags = np.array([_lut_facts(qm.tables[k])[1] for k in names], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
 
 
@@ -578,10 +582,10 @@ def _rounding(src_frac: int, fmt) -> np.ndarray:
     )
 
 
-#: LUTs of the tables in use, and their largest |output|; a PwlTable is frozen, so neither
-#: goes stale
+#: LUTs of the tables in use, and what :func:`_lut_facts` says of them; a PwlTable is
+#: frozen, so neither goes stale
 _LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_LUT_MAX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LUT_FACTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cached_lut(table) -> tuple[np.ndarray, int, int]:
@@ -765,7 +769,7 @@ def _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq
     branches on the data, which vectorize; the table lookups do not). ``p4`` holds the
     peepholes as [4H] (i, f, none for g, o); ``fl`` says which LUTs hold overflows
     (:attr:`_Plan.lut_flags`); overflows are added into ``tally``."""
-    m, h4 = ax.shape
+    m, h4 = pre.shape  # ax may have more: the GEMM's padding
     h = h4 // 4
     r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
     lut_sig, lut_tanh, lut_cell = luts
@@ -870,7 +874,6 @@ def _run(
             bx[r] = a_row
         bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1}, unless joint
         acc = np.empty((m_pad, w_x.shape[1]), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
-        ax = acc[:m, :h4]  # the padding of the GEMM's columns is 0
         ah = np.zeros((m, h4), dtype=w_h.dtype)  # R h_{t-1} (0 where joint)
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
         act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
@@ -891,7 +894,7 @@ def _run(
                     _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
             if gemm_only:
                 continue
-            _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+            _step(acc, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
                   lut_lo, lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
