@@ -42,7 +42,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from model.formats import quantize
-from model.intgemm import TILE_COLS, TILE_ROWS, fits_int32, pack_pairs, pmadd_lanes, pmadd_tile
+from model.intgemm import TILES, fits_int32, pack_pairs, pmadd_lanes, pmadd_tile
 from model.pwl import FUNCTIONS, evaluate
 from model.qmodel import POINTS, LstmLayer, SumTerm, exact_sum
 
@@ -304,7 +304,7 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
     if plan.kind == "int16":  # no BLAS threads to keep out: one GEMM per chunk
         chunk = min(n, CHUNK)
-        gemm_rows = -(-chunk // TILE_ROWS) * TILE_ROWS
+        gemm_rows = -(-chunk // plan.row_align) * plan.row_align
     else:
         k_len = max(plan.w_x.shape[0], plan.w_h.shape[0])
         gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * 4 * h_size)))
@@ -444,7 +444,8 @@ def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, x_max=None) -> np.ndarray | None
         return None
     if b.shape[0] % 2:
         b = np.concatenate([b, np.zeros((1, b.shape[1]), dtype=b.dtype)])
-    cols = -(-b.shape[1] // TILE_COLS) * TILE_COLS
+    tile_cols = TILES[pmadd_lanes()][1]
+    cols = -(-b.shape[1] // tile_cols) * tile_cols
     return pack_pairs(b, cols)
 
 
@@ -464,7 +465,7 @@ class _Plan:
         pairs = _pair_weights(qm, w_t, r_t, b_t, x_max) if PAIRS else None
         i_size = qm.input_size
         self.hidden_size = qm.hidden_size
-        self.row_align = TILE_ROWS if pairs is not None else 1
+        self.row_align = TILES[pmadd_lanes()][0] if pairs is not None else 1
         if pairs is not None:
             # one int16 GEMM on [x_t | 2**14 | 1 | h_{t-1}] (see _pair_weights)
             self.kind, self.joint, self.h_col = "int16", True, i_size + 2
@@ -739,11 +740,12 @@ def _gemm_into_impl(a, b, out):
         return lambda a, b, out: np.dot(a, b, out)
     if a.dtype == types.int16:  # b: int32 pairs; exact because _pair_weights proved it
         lanes = pmadd_lanes()  # the CPU this compiles for (numba's cache is per CPU)
+        rows, cols = TILES[lanes]
 
         def pair_gemm(a, b, out):
-            for j0 in range(0, out.shape[1], TILE_COLS):  # a strip of b stays in L1
-                for r0 in range(0, a.shape[0], TILE_ROWS):
-                    pmadd_tile(out, a, b, r0, j0, lanes)
+            for j0 in range(0, out.shape[1], cols):  # a strip of b stays in L1
+                for r0 in range(0, a.shape[0], rows):
+                    pmadd_tile(out, a, b, r0, j0, lanes, rows, cols)
 
         return pair_gemm
 
