@@ -224,13 +224,12 @@ def _plan_for(qm: LstmLayer, x: np.ndarray) -> _Plan:
     int16 GEMM, the largest |x| code of this input may not (a layer above another gets
     codes of ``h``, |h| <= 1, in a format that reaches 32 or 64): one pass over ``x`` to
     find it, which also checks the input's range up front."""
-    plan = _Plan(qm)
     fmt = qm.formats["x"]
-    if plan.kind == "int16" or not PAIRS or not pmadd_lanes():
-        return plan
-    if fmt.code_min < -(1 << 15) or fmt.code_max >= 1 << 15:
-        return plan
-    lo, hi = _code_range(x)
+    if not PAIRS or not pmadd_lanes() or fmt.code_min < -(1 << 15) or fmt.code_max >= 1 << 15:
+        return _Plan(qm)
+    if _pair_weights(qm, *_Plan.shifted_weights(qm)) is not None:
+        return _Plan(qm)  # the format's bound will do
+    lo, hi = _code_range(x)  # bound by memory bandwidth: more threads do not help
     if lo < fmt.code_min or hi > fmt.code_max:
         fmt.check_codes(x, what="input codes")
     return _Plan(qm, x_max=max(-int(lo), int(hi)))
@@ -452,14 +451,21 @@ def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, x_max=None) -> np.ndarray | None
 class _Plan:
     """How to run one model: the GEMMs' weights, and the kernel's integer constants."""
 
+    @staticmethod
+    def shifted_weights(qm: LstmLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """W^T, R^T and b, shifted to the fused GEMM's common fraction."""
+        (wx, rh, b), gemm_frac, _ = _preact_gemm(qm)
+        return (
+            qm.w.T << (gemm_frac - wx.frac),
+            qm.r.T << (gemm_frac - rh.frac),
+            qm.b << (gemm_frac - b.frac),
+        )
+
     def __init__(self, qm: LstmLayer, x_max: int | None = None):
         """``x_max``: a bound on the input's |codes| tighter than its format's, if known."""
         f = qm.formats
-        terms, gemm_frac, _ = _preact_gemm(qm)
-        wx, rh, b = terms  # weights pre-shifted to gemm_frac
-        w_t = qm.w.T << (gemm_frac - wx.frac)
-        r_t = qm.r.T << (gemm_frac - rh.frac)
-        b_t = qm.b << (gemm_frac - b.frac)
+        w_t, r_t, b_t = self.shifted_weights(qm)
+        gemm_frac = _preact_gemm(qm)[1]
         names = ("sigmoid", "tanh", "tanh_cell")
         luts = [_cached_lut(qm.tables[k]) for k in names]
         pairs = _pair_weights(qm, w_t, r_t, b_t, x_max) if PAIRS else None
