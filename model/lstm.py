@@ -662,16 +662,18 @@ def _round_block(src, shift, dst, col0, col1, rp):
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 q = ((np.int64(src[r, j]) << shift) + bias) >> s
-                dst[r, j] = min(max(q, lo), hi)
-                n_over += (q < lo) | (q > hi)
+                code = min(max(q, lo), hi)
+                dst[r, j] = code
+                n_over += q != code  # as (q < lo) | (q > hi), in half the time
     elif rp[0] and rp[7] and not rp[8] and not rp[4]:  # SAT or SAT_SYM, any Q but RND_CONV
         s, bias_neg, bias_pos, lo, hi = rp[1], rp[2], rp[3], rp[5], rp[6]
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 v = np.int64(src[r, j]) << shift
                 q = (v + (bias_neg if v < 0 else bias_pos)) >> s
-                dst[r, j] = min(max(q, lo), hi)
-                n_over += (q < lo) | (q > hi)
+                code = min(max(q, lo), hi)
+                dst[r, j] = code
+                n_over += q != code
     elif rp[0]:
         s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
         for r in range(dst.shape[0]):
