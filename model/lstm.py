@@ -23,10 +23,9 @@ the bench's layer (I=32, H=64, typical 16-bit formats), one thread of an AVX-512
 float64 GEMMs took 16 ms (at the core's float64 FMA peak) and the rest of the step 12; the
 int16 GEMM takes 5 ms (8 with AVX2's width), which leaves the rest of the step, 10 ms, the
 larger part (about 40% of it in the scalar LUT loads: vector gathers are slower than loads
-on current x86). float32 cannot take
-the GEMM exactly, whole or split: a sum of 16-bit by 16-bit codes needs 37 bits, and
-splitting an operand so each partial sum fits 24 bits takes twice the float32 GEMMs, no
-fewer operations than one float64 GEMM.
+on current x86). float32 cannot take the GEMM exactly, whole or split: a sum of 16-bit
+by 16-bit codes needs 37 bits, and splitting an operand so each partial sum fits 24 bits
+takes twice the float32 GEMMs, no fewer operations than one float64 GEMM.
 """
 
 from __future__ import annotations
