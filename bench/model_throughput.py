@@ -4,11 +4,13 @@ Both sides run the same batch (N sequences of T steps, I inputs, H hidden) throu
 network (ours quantized to SPEC §2's typical formats, ORT's the float32 values of those
 codes), in one process: the best of several repeats each, in alternating rounds. Two cases:
 one LSTM layer, and two stacked LSTM layers (``model.network.run_fixed`` against a two-layer
-ONNX graph). Prints the CPU, numpy's BLAS, the thread counts, sequence-steps per second
-(N * T / seconds) for both sides and their ratio. The target is a ratio of at least 0.5.
+ONNX graph), each at every thread count asked for (default: the libraries' own, then 1).
+Prints the CPU, numpy's BLAS, the int16 GEMM's instruction, the thread counts, the GEMM each
+layer takes, sequence-steps per second (N * T / seconds) for both sides and their ratio,
+and a summary of the ratios. The target is a ratio of at least 0.5.
 
     PYTHONPATH=. python bench/model_throughput.py [--n 256] [--t 100] [--i 32] [--h 64]
-        [--repeats 7] [--threads N] [--layers 1,2] [--profile]
+        [--repeats 7] [--threads default,1] [--layers 1,2] [--profile] [--clock wall|cpu]
 
 (``PYTHONPATH=.`` from a checkout: the script's own directory comes first on ``sys.path``,
 so without it ``model`` is whatever copy is installed.)
@@ -34,7 +36,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from model.formats import parse_format
-from model.lstm import lstm_fixed, profile_fixed
+from model.intgemm import pmadd_lanes
+from model.lstm import _plan_for, lstm_fixed, profile_fixed
 from model.network import run_fixed
 from model.pwl import uniform_table
 from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, LstmLayer, QuantizedNetwork
@@ -159,7 +162,9 @@ def blas_info() -> str:
         return f"{blas.get('name', '?')} {blas.get('version', '?')}"
 
 
-def run_case(args, n_layers: int) -> None:
+def run_case(args, n_layers: int, threads: int | None) -> float:
+    """One case at one thread count (None: each library's default); returns the ratio."""
+    numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
     rng = np.random.default_rng(0)
     net = build_network(rng, args.i, args.h, n_layers)
     fmt_x, fmt_h = net.in_fmt, net.out_fmt
@@ -167,7 +172,7 @@ def run_case(args, n_layers: int) -> None:
     x_onnx = np.ascontiguousarray(
         fmt_x.codes_to_values(x_codes).astype(np.float32).transpose(1, 0, 2)
     )
-    session = onnx_session(net, args.t, args.n, args.threads)
+    session = onnx_session(net, args.t, args.n, threads)
 
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     t_fixed, t_ort = best_times(
@@ -187,7 +192,15 @@ def run_case(args, n_layers: int) -> None:
             f"they did not run the same network, so the timing means nothing"
         )
     steps = args.n * args.t
-    print(f"{n_layers} LSTM layer(s), best of 3 x {args.repeats} ({args.clock} time)")
+    kinds, u = [], x_codes  # each layer's GEMM, from its input
+    for k, layer in enumerate(net.lstm_layers):
+        kinds.append(f"lstm{k + 1} {_plan_for(layer, u).kind}")
+        u = lstm_fixed(layer, u).codes
+    kinds = ", ".join(kinds)
+    print(
+        f"{n_layers} LSTM layer(s), threads {threads or 'default'}, best of 3 x "
+        f"{args.repeats} ({args.clock} time); GEMM: {kinds}"
+    )
     print(f"  max |h_fixed - h_ort|     {diff:.2e}")
     print(f"  bit-accurate run_fixed    {steps / t_fixed:12,.0f} sequence-steps/s")
     print(f"  onnxruntime float32 LSTM  {steps / t_ort:12,.0f} sequence-steps/s")
@@ -204,6 +217,7 @@ def run_case(args, n_layers: int) -> None:
                 f"GEMM in {prof['kind']}"
             )
             u = lstm_fixed(layer, u).codes
+    return t_ort / t_fixed
 
 
 def main(argv=None) -> None:
@@ -217,10 +231,10 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", action="store_true", help="split the time: GEMM, elementwise")
     ap.add_argument(
         "--threads",
-        type=int,
-        default=None,
-        help="threads for both sides (default: each library's own, one per core); "
-        "--threads 1 compares one core against one core, steadier on a busy machine",
+        default="default,1",
+        help="thread counts to run, comma-separated, for both sides ('default': each "
+        "library's own, one per core); 1 compares one core against one core, steadier on a "
+        "busy machine",
     )
     ap.add_argument(
         "--clock",
@@ -230,18 +244,24 @@ def main(argv=None) -> None:
         "not inflate; only with --threads 1, where both sides run on the calling thread",
     )
     args = ap.parse_args(argv)
-    if args.clock == "cpu" and args.threads != 1:
+    threads = [None if v == "default" else int(v) for v in args.threads.split(",")]
+    if args.clock == "cpu" and threads != [1]:
         ap.error("--clock cpu needs --threads 1: other threads' time would not be counted")
-    if args.threads:
-        numba.set_num_threads(args.threads)
+    lanes = pmadd_lanes()
     print(f"CPU {cpu_model()}, {numba.config.NUMBA_NUM_THREADS} hardware threads")
     print(f"numpy BLAS: {blas_info()}")
     print(
-        f"batch N={args.n} T={args.t} I={args.i} H={args.h}; threads: bit-accurate model "
-        f"{numba.get_num_threads()}, onnxruntime {args.threads or 'default (one per core)'}"
+        f"int16 GEMM: {f'pmaddwd, {lanes} int32 lanes' if lanes else 'none on this CPU'}; "
+        f"onnxruntime {ort.__version__}"
     )
-    for n_layers in (int(v) for v in args.layers.split(",")):
-        run_case(args, n_layers)
+    print(f"batch N={args.n} T={args.t} I={args.i} H={args.h}")
+    ratios = {}
+    for th in threads:
+        for n_layers in (int(v) for v in args.layers.split(",")):
+            ratios[(n_layers, th)] = run_case(args, n_layers, th)
+    print("ratio fixed / ort (target >= 0.5):")
+    for (n_layers, th), ratio in ratios.items():
+        print(f"  {n_layers} layer(s), threads {th or 'default':>7}: {ratio:5.2f}")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,29 @@
 Both run a batch of sequences ``[N, T, I]`` from ``h_0 = c_0 = 0``. The fixed-point model
 runs tasks of whole sequences on Python threads, each through one Numba kernel that
 releases the GIL. Per step, ``W x_t + R h_{t-1} + b`` is one exact GEMM on
-``[x_t | 1 | h_{t-1}]`` (two, on ``[x_t | 1]`` and ``h_{t-1}``, for wide layers): BLAS in
-float32 or float64 when the worst case fits in 24 or 53 bits (every partial sum is then an
-exact integer), else int64 loops. The rest of the step goes one quantization point at a
-time over a chunk of sequences: rounding without data-dependent branches (equal to
-:func:`model.formats.quantize`, which it falls back to for unusual shifts) and the PWL
-tables from LUTs built by :func:`model.pwl.evaluate`.
+``[x_t | 1 | h_{t-1}]`` (two, on ``[x_t | 1]`` and ``h_{t-1}``, for wide layers), in the
+first of these that is exact for the layer:
+
+- int16 operands with int32 sums (:mod:`model.intgemm`, x86's ``pmaddwd``), where codes fit
+  16 bits and the layer's own weights bound every sum below 2**31 (:func:`_pair_weights`;
+  ``h`` is bounded by its tables, |o * tanh(c)| <= 1 for the usual ones);
+- BLAS in float32 or float64 when the formats' worst case fits in 24 or 53 bits (every
+  partial sum is then an exact integer);
+- int64 loops.
+
+The rest of the step goes one quantization point at a time over a chunk of sequences:
+rounding without data-dependent branches (equal to :func:`model.formats.quantize`, which
+it falls back to for unusual shifts) and the PWL tables from LUTs built by
+:func:`model.pwl.evaluate`.
 
 Where the time goes (:func:`profile_fixed`, ``bench/model_throughput.py --profile``): for
-the bench's layer (I=32, H=64, typical 16-bit formats) about half in the float64 GEMMs,
-which run at the core's float64 FMA peak, half in the rest of the step (a third of that in
-the scalar LUT loads: vector gathers are slower than loads on current x86). float32 cannot
-take the GEMM exactly, whole or split: a sum of 16-bit by 16-bit codes needs 37 bits, and
-splitting an operand so each partial sum fits 24 bits takes twice the float32 GEMMs, no
-fewer operations than one float64 GEMM.
+the bench's layer (I=32, H=64, typical 16-bit formats), one thread of an AVX-512 Xeon, the
+float64 GEMMs took 16 ms (at the core's float64 FMA peak) and the rest of the step 12; the
+int16 GEMM takes 5 ms (8 with AVX2's width), which leaves the rest of the step, 10 ms, the
+larger part (about 40% of it in the scalar LUT loads: vector gathers are slower than loads
+on current x86). float32 cannot take the GEMM exactly, whole or split: a sum of 16-bit
+by 16-bit codes needs 37 bits, and splitting an operand so each partial sum fits 24 bits
+takes twice the float32 GEMMs, no fewer operations than one float64 GEMM.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from model.formats import quantize
+from model.intgemm import TILES, fits_int32, pack_pairs, pmadd_lanes, pmadd_tile
 from model.pwl import FUNCTIONS, evaluate
 from model.qmodel import POINTS, LstmLayer, SumTerm, exact_sum
 
@@ -57,6 +67,9 @@ TASKS_PER_THREAD = 4
 #: GEMM this small on the calling thread; a larger one starts BLAS threads of its own, and
 #: those fight the kernel's threads for the cores
 GEMM_MAX_MACS = 1 << 18
+#: take the int16 GEMM (:func:`_pair_weights`) where it is exact; False keeps to the float
+#: and int64 paths (tests run both)
+PAIRS = True
 #: trace entries of the fixed model: name -> per-step width as a multiple of H
 TRACE = {"preact": 4, "i": 1, "f": 1, "g": 1, "o": 1, "c": 1, "tanh_cell": 1, "h": 1}
 
@@ -206,6 +219,33 @@ def _check_range(qm: LstmLayer, x: np.ndarray, x_range: np.ndarray) -> None:
         fmt.check_codes(x, what="input codes")
 
 
+def _plan_for(qm: LstmLayer, x: np.ndarray) -> _Plan:
+    """The plan for input codes ``x``: where the x format's bound keeps the layer from the
+    int16 GEMM, the largest |x| code of this input may not (a layer above another gets
+    codes of ``h``, |h| <= 1, in a format that reaches 32 or 64): one pass over ``x`` to
+    find it, which also checks the input's range up front."""
+    fmt = qm.formats["x"]
+    if not PAIRS or not pmadd_lanes() or fmt.code_min < -(1 << 15) or fmt.code_max >= 1 << 15:
+        return _Plan(qm)
+    if _pair_weights(qm, *_Plan.shifted_weights(qm)) is not None:
+        return _Plan(qm)  # the format's bound will do
+    lo, hi = _code_range(x)  # bound by memory bandwidth: more threads do not help
+    if lo < fmt.code_min or hi > fmt.code_max:
+        fmt.check_codes(x, what="input codes")
+    return _Plan(qm, x_max=max(-int(lo), int(hi)))
+
+
+@njit(cache=True, nogil=True)
+def _code_range(x):
+    """The lowest and highest code in ``x``."""
+    flat = x.ravel()
+    lo, hi = flat[0], flat[0]
+    for v in flat:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
 def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = False) -> FixedResult:
     """One bit-accurate LSTM layer of SPEC §2 on input codes [N, T, I] (int).
 
@@ -215,7 +255,7 @@ def lstm_fixed(qm: LstmLayer, x_codes, *, last: bool = False, trace: bool = Fals
     """
     x = _input_codes(qm, x_codes)
     h_size = qm.hidden_size
-    plan = _Plan(qm)
+    plan = _plan_for(qm, x)
     h_out, overflow, tr, x_range = _launch(plan, x, last, trace, False)
     _check_range(qm, x, x_range)
     traced = None
@@ -237,7 +277,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5, clock=None) -> di
     clock = clock or time.perf_counter
 
     x = _input_codes(qm, x_codes)
-    plan = _Plan(qm)
+    plan = _plan_for(qm, x)
     _check_range(qm, x, _launch(plan, x, False, False, True)[3])
     best = {}
     for name, gemm_only in (("total", False), ("gemm", True)):
@@ -249,7 +289,7 @@ def profile_fixed(qm: LstmLayer, x_codes, *, repeats: int = 5, clock=None) -> di
             times.append(clock() - t0)
         best[name] = min(times)
     best["elementwise"] = max(0.0, best["total"] - best["gemm"])
-    best["kind"] = str(plan.w_x.dtype)
+    best["kind"] = plan.kind
     return best
 
 
@@ -258,14 +298,18 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
     [N, T or 1, H], overflow counts, the trace array, each task's lowest and highest input
     code)."""
     n, t_len, _ = x.shape
-    h_size = plan.w_x.shape[1] // 4
+    h_size = plan.hidden_size
     seq = not last
     h_out = np.empty((n, t_len if seq else 1, h_size), np.int64)
-    k_len = max(plan.w_x.shape[0], plan.w_h.shape[0])
-    gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * 4 * h_size)))
-    if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
-        gemm_rows &= ~7
-    chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
+    if plan.kind == "int16":  # no BLAS threads to keep out: one GEMM per chunk
+        chunk = min(n, CHUNK)
+        gemm_rows = -(-chunk // plan.row_align) * plan.row_align
+    else:
+        k_len = max(plan.w_x.shape[0], plan.w_h.shape[0])
+        gemm_rows = max(1, min(n, CHUNK, GEMM_MAX_MACS // (k_len * 4 * h_size)))
+        if gemm_rows >= 8:  # BLAS kernels work in blocks of 8 rows: a ragged block costs more
+            gemm_rows &= ~7
+        chunk = min(n, CHUNK // gemm_rows * gemm_rows)  # whole GEMM calls per chunk
     width = sum(TRACE.values()) * h_size
     tr = np.empty((n, t_len, width) if trace else (0, 0, 0), dtype=np.int64)
     # independent sequences: tasks of whole chunks, several per thread, so a thread slowed
@@ -285,6 +329,9 @@ def _launch(plan: _Plan, x: np.ndarray, last: bool, trace: bool, gemm_only: bool
             gemm_rows,
             plan.w_x,
             plan.w_h,
+            plan.a_row,
+            plan.h_col,
+            plan.row_align,
             plan.p,
             plan.shifts,
             plan.roundings,
@@ -333,27 +380,122 @@ def _gemm_kind(qm: LstmLayer) -> str:
     return "int64"
 
 
+#: the bias goes into the int16 GEMM as two columns of A, 2**_BIAS_SPLIT and 1, against its
+#: high and low parts (the shifted bias itself rarely fits 16 bits)
+_BIAS_SPLIT = 14
+
+
+def _lut_facts(table) -> tuple[int, int]:
+    """Of a table's LUT (see :func:`_lut`): the largest magnitude of code the table gives
+    (every input the kernel looks up is in the LUT; the output format's bound where there
+    is no LUT), and whether any entry overflowed (else the kernel need not count them)."""
+    if table not in _LUT_FACTS:
+        lut = _cached_lut(table)[0]
+        fmt = table.out_fmt
+        if lut.shape[0]:
+            facts = int(np.abs(lut.astype(np.int64) >> 1).max()), int(np.any(lut & 1))
+        else:
+            facts = max(-fmt.code_min, fmt.code_max), 0
+        _LUT_FACTS[table] = facts
+    return _LUT_FACTS[table]
+
+
+def _h_max(qm: LstmLayer) -> int:
+    """A bound on |h| codes: h = o * tanh(c), so at most the largest o code times the largest
+    tanh_cell code, rounded (up by at most one code), when that cannot overflow the h
+    format; else the h format's own bound. h_0 = 0 is within both."""
+    f = qm.formats
+    h = f["h"]
+    o_max = _lut_facts(qm.tables["sigmoid"])[0]
+    tc_max = _lut_facts(qm.tables["tanh_cell"])[0]
+    shift = f["gate"].frac + f["tanh_cell"].frac - h.frac
+    if shift >= 0:
+        q = ((o_max * tc_max) >> shift) + 1
+        if q <= min(-h.code_min, h.code_max):
+            return q
+    return max(-h.code_min, h.code_max)
+
+
+def _pair_weights(qm: LstmLayer, w_t, r_t, b_t, x_max=None) -> np.ndarray | None:
+    """``[W^T; b_hi; b_lo; R^T]`` (rows padded to even, columns to the tile) packed for
+    :func:`model.intgemm.pmadd_tile`, when the GEMM on ``[x_t | 2**14 | 1 | h_{t-1}]`` is
+    exact in int16 operands with int32 sums; else None.
+
+    Exact: x codes within int16 by their format (and within ``x_max`` when given: the
+    largest |code| of the input at hand), h codes by :func:`_h_max`, the shifted
+    weights and the two bias parts within int16, and (:func:`model.intgemm.fits_int32`)
+    the magnitudes of every column's terms summing below 2**31. The bound is the
+    weights', not the formats': typical 16-bit layers pass where the formats' worst case
+    (37 bits) would not.
+    """
+    x = qm.formats["x"]
+    if not pmadd_lanes() or x.code_min < -(1 << 15) or x.code_max >= 1 << 15:
+        return None
+    h_max = _h_max(qm)
+    b_hi, b_lo = b_t >> _BIAS_SPLIT, b_t & ((1 << _BIAS_SPLIT) - 1)
+    b = np.concatenate([w_t, b_hi[None], b_lo[None], r_t])
+    if h_max >= 1 << 15 or np.abs(b).max() >= 1 << 15:
+        return None
+    if x_max is None:
+        x_max = max(-x.code_min, x.code_max)
+    a_max = [x_max] * qm.input_size + [1 << _BIAS_SPLIT, 1] + [h_max] * qm.hidden_size
+    if not fits_int32(b, a_max):
+        return None
+    if b.shape[0] % 2:
+        b = np.concatenate([b, np.zeros((1, b.shape[1]), dtype=b.dtype)])
+    tile_cols = TILES[pmadd_lanes()][1]
+    cols = -(-b.shape[1] // tile_cols) * tile_cols
+    return pack_pairs(b, cols)
+
+
 class _Plan:
     """How to run one model: the GEMMs' weights, and the kernel's integer constants."""
 
-    def __init__(self, qm: LstmLayer):
+    @staticmethod
+    def shifted_weights(qm: LstmLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """W^T, R^T and b, shifted to the fused GEMM's common fraction."""
+        (wx, rh, b), gemm_frac, _ = _preact_gemm(qm)
+        return (
+            qm.w.T << (gemm_frac - wx.frac),
+            qm.r.T << (gemm_frac - rh.frac),
+            qm.b << (gemm_frac - b.frac),
+        )
+
+    def __init__(self, qm: LstmLayer, x_max: int | None = None):
+        """``x_max``: a bound on the input's |codes| tighter than its format's, if known."""
         f = qm.formats
-        terms, gemm_frac, _ = _preact_gemm(qm)
-        # rows of [W^T; b; R^T], pre-shifted to gemm_frac: every partial sum is exact in this
-        # dtype (see _gemm_kind). One GEMM on [x_t | 1 | h_{t-1}] per step where 8 rows of it
-        # fit in GEMM_MAX_MACS; else two, [x_t | 1] by [W^T; b] and h_{t-1} by R^T (``w_h``),
-        # each small enough for blocks of 8 rows, whose sum is exact too
-        wx, rh, b = terms
-        kind = _gemm_kind(qm)
-        w_x = [qm.w.T << (gemm_frac - wx.frac), (qm.b << (gemm_frac - b.frac))[None]]
-        r_t = qm.r.T << (gemm_frac - rh.frac)
-        k_len = qm.input_size + 1 + qm.hidden_size
-        self.joint = 8 * k_len * 4 * qm.hidden_size <= GEMM_MAX_MACS
-        if self.joint:
-            w_x.append(r_t)
-            r_t = np.zeros((0, 4 * qm.hidden_size), dtype=np.int64)
-        self.w_x = _aligned(np.concatenate(w_x).astype(kind))
-        self.w_h = _aligned(r_t.astype(kind))
+        w_t, r_t, b_t = self.shifted_weights(qm)
+        gemm_frac = _preact_gemm(qm)[1]
+        names = ("sigmoid", "tanh", "tanh_cell")
+        luts = [_cached_lut(qm.tables[k]) for k in names]
+        pairs = _pair_weights(qm, w_t, r_t, b_t, x_max) if PAIRS else None
+        i_size = qm.input_size
+        self.hidden_size = qm.hidden_size
+        self.row_align = TILES[pmadd_lanes()][0] if pairs is not None else 1
+        if pairs is not None:
+            # one int16 GEMM on [x_t | 2**14 | 1 | h_{t-1}] (see _pair_weights)
+            self.kind, self.joint, self.h_col = "int16", True, i_size + 2
+            self.w_x = pairs
+            self.w_h = np.zeros((0, pairs.shape[1]), dtype=np.int32)
+            self.a_row = np.zeros(2 * pairs.shape[0], dtype=np.int16)
+            self.a_row[i_size : i_size + 2] = (1 << _BIAS_SPLIT, 1)
+        else:
+            # rows of [W^T; b; R^T]: every partial sum is exact in this dtype (see
+            # _gemm_kind). One GEMM on [x_t | 1 | h_{t-1}] per step where 8 rows of it fit
+            # in GEMM_MAX_MACS; else two, [x_t | 1] by [W^T; b] and h_{t-1} by R^T
+            # (``w_h``), each small enough for blocks of 8 rows, whose sum is exact too
+            self.kind = kind = _gemm_kind(qm)
+            w_x = [w_t, b_t[None]]
+            k_len = i_size + 1 + qm.hidden_size
+            self.joint = 8 * k_len * 4 * qm.hidden_size <= GEMM_MAX_MACS
+            if self.joint:
+                w_x.append(r_t)
+                r_t = np.zeros((0, 4 * qm.hidden_size), dtype=np.int64)
+            self.w_x = _aligned(np.concatenate(w_x).astype(kind))
+            self.w_h = _aligned(r_t.astype(kind))
+            self.h_col = i_size + 1
+            self.a_row = np.zeros(self.w_x.shape[0], dtype=self.w_x.dtype)
+            self.a_row[i_size] = 1
         self.p = qm.p if qm.peephole else np.zeros(0, dtype=np.int64)
         pre_frac, _ = exact_sum(qm.sums()["preact"])
         cell_frac, _ = exact_sum(qm.sums()["cell"])
@@ -375,13 +517,11 @@ class _Plan:
                 _rounding(h_frac, f["h"]),
             ]
         )
-        names = ("sigmoid", "tanh", "tanh_cell")
-        luts = [_cached_lut(qm.tables[k]) for k in names]
         self.luts = tuple(lut for lut, _, _ in luts)
         self.lut_lo = np.array([lo for _, lo, _ in luts], dtype=np.int64)
         self.lut_hi = np.array([hi for _, _, hi in luts], dtype=np.int64)
         #: per LUT, whether any entry overflowed (else the kernel need not count them)
-        self.lut_flags = np.array([int(np.any(lut & 1)) for lut, _, _ in luts], dtype=np.int64)
+        self.lut_flags = np.array([_lut_facts(qm.tables[k])[1] for k in names], dtype=np.int64)
         self.tables = tuple(qm.tables[k].kernel_args() for k in names)
 
 
@@ -449,8 +589,10 @@ def _rounding(src_frac: int, fmt) -> np.ndarray:
     )
 
 
-#: LUTs of the tables in use; a PwlTable is frozen, so its LUT never goes stale
+#: LUTs of the tables in use, and what :func:`_lut_facts` says of them; a PwlTable is
+#: frozen, so neither goes stale
 _LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LUT_FACTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cached_lut(table) -> tuple[np.ndarray, int, int]:
@@ -520,16 +662,18 @@ def _round_block(src, shift, dst, col0, col1, rp):
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 q = ((np.int64(src[r, j]) << shift) + bias) >> s
-                dst[r, j] = min(max(q, lo), hi)
-                n_over += (q < lo) | (q > hi)
+                code = min(max(q, lo), hi)
+                dst[r, j] = code
+                n_over += q != code  # as (q < lo) | (q > hi), in half the time
     elif rp[0] and rp[7] and not rp[8] and not rp[4]:  # SAT or SAT_SYM, any Q but RND_CONV
         s, bias_neg, bias_pos, lo, hi = rp[1], rp[2], rp[3], rp[5], rp[6]
         for r in range(dst.shape[0]):
             for j in range(col0, col1):
                 v = np.int64(src[r, j]) << shift
                 q = (v + (bias_neg if v < 0 else bias_pos)) >> s
-                dst[r, j] = min(max(q, lo), hi)
-                n_over += (q < lo) | (q > hi)
+                code = min(max(q, lo), hi)
+                dst[r, j] = code
+                n_over += q != code
     elif rp[0]:
         s, bias_neg, bias_pos, conv, lo, hi, sat, zero, wrap_lo, mask = rp[1:11]
         for r in range(dst.shape[0]):
@@ -602,6 +746,16 @@ def _gemm_into_impl(a, b, out):
     if isinstance(a.dtype, types.Float):
         # BLAS (numba calls it through SciPy); exact because _gemm_kind proved it
         return lambda a, b, out: np.dot(a, b, out)
+    if a.dtype == types.int16:  # b: int32 pairs; exact because _pair_weights proved it
+        lanes = pmadd_lanes()  # the CPU this compiles for (numba's cache is per CPU)
+        rows, cols = TILES[lanes]
+
+        def pair_gemm(a, b, out):
+            for j0 in range(0, out.shape[1], cols):  # a strip of b stays in L1
+                for r0 in range(0, a.shape[0], rows):
+                    pmadd_tile(out, a, b, r0, j0, lanes, rows, cols)
+
+        return pair_gemm
 
     def int_gemm(a, b, out):
         m, k_len = a.shape
@@ -625,7 +779,7 @@ def _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq
     branches on the data, which vectorize; the table lookups do not). ``p4`` holds the
     peepholes as [4H] (i, f, none for g, o); ``fl`` says which LUTs hold overflows
     (:attr:`_Plan.lut_flags`); overflows are added into ``tally``."""
-    m, h4 = ax.shape
+    m, h4 = pre.shape  # ax may have more: the GEMM's padding
     h = h4 // 4
     r_pre, r_cell, r_h = rounds[0], rounds[1], rounds[2]
     lut_sig, lut_tanh, lut_cell = luts
@@ -676,6 +830,9 @@ def _run(
     gemm_rows,
     w_x,
     w_h,
+    a_row,
+    h_col,
+    row_align,
     p,
     shifts,
     rounds,
@@ -721,17 +878,18 @@ def _run(
     x_lo, x_hi = x[begin, 0, 0], x[begin, 0, 0]
     for s0 in range(begin, end, chunk):
         m = min(chunk, end - s0)
-        bx = np.zeros((m, w_x.shape[0]), dtype=w_x.dtype)  # [x_t | 1 (| h_{t-1})]
+        m_pad = -(-m // row_align) * row_align  # rows beyond m: zeros, never read
+        bx = np.zeros((m_pad, a_row.shape[0]), dtype=a_row.dtype)  # [x_t | 1 (| h_{t-1})]
+        for r in range(m):
+            bx[r] = a_row
         bh = np.zeros((m, w_h.shape[0]), dtype=w_h.dtype)  # h_{t-1}, unless joint
-        ax = np.empty((m, h4), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
+        acc = np.empty((m_pad, w_x.shape[1]), dtype=w_x.dtype)  # W x_t + b (+ R h_{t-1})
         ah = np.zeros((m, h4), dtype=w_h.dtype)  # R h_{t-1} (0 where joint)
         pre = np.empty((m, h4), dtype=np.int64)  # preact of i, f, g, o
         act = np.empty((m, h4), dtype=np.int64)  # i, f, g, o
         c = np.zeros((m, h), dtype=np.int64)
         tc = np.empty((m, h), dtype=np.int64)
         hq = np.empty((m, h), dtype=np.int64)
-        for r in range(m):
-            bx[r, i_size] = 1
         for t in range(t_len):
             for r in range(m):
                 for col in range(i_size):
@@ -739,14 +897,14 @@ def _run(
                     x_lo = min(x_lo, v)
                     x_hi = max(x_hi, v)
                     bx[r, col] = v
-            for r0 in range(0, m, gemm_rows):
-                r1 = min(m, r0 + gemm_rows)
-                _gemm_into(bx[r0:r1], w_x, ax[r0:r1])
+            for r0 in range(0, m_pad, gemm_rows):
+                r1 = min(m_pad, r0 + gemm_rows)
+                _gemm_into(bx[r0:r1], w_x, acc[r0:r1])
                 if not joint:
                     _gemm_into(bh[r0:r1], w_h, ah[r0:r1])
             if gemm_only:
                 continue
-            _step(ax, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
+            _step(acc, ah, joint, s_acc, p4, s_p, s_fc, s_ig, rounds, c, pre, act, tc, hq, luts,
                   lut_lo, lut_hi, lut_flags, tables, tally, peep)  # fmt: skip
             t_out = t if h_out.shape[1] > 1 else 0
             for r in range(m):
@@ -756,7 +914,7 @@ def _run(
                 for r in range(m):
                     # through a view: numba cannot tell that i_size + 1 + j >= 0, and the
                     # check for a negative index made this copy a scatter (a tenth of _run)
-                    dst = bx[r, i_size + 1 :]
+                    dst = bx[r, h_col:]
                     for j in range(h):
                         dst[j] = hq[r, j]
             else:

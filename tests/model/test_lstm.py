@@ -10,6 +10,8 @@ they do, so a change to the generator cannot quietly shrink what is tested.
 
 from __future__ import annotations
 
+import dataclasses
+
 import naive_lstm
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from random_parts import TYPICAL_INT_BITS, random_codes, random_format, random_t
 
 import model.lstm as lstm_module
 from model.formats import O_MODES, Q_MODES, Format, parse_format, quantize
+from model.intgemm import pmadd_lanes
 from model.lstm import (
     TRACE,
     FloatLSTM,
@@ -29,7 +32,7 @@ from model.lstm import (
     lstm_float,
 )
 from model.pwl import PwlTable, uniform_table
-from model.qmodel import ACTIVATIONS, POINTS, LstmLayer
+from model.qmodel import ACTIVATIONS, DEFAULT_FORMATS, POINTS, LstmLayer
 
 
 def random_model(rng, *, i_size, h_size, peephole, widths=(3, 12), formats=None) -> LstmLayer:
@@ -135,6 +138,92 @@ def test_the_random_configs_reach_every_mode_and_path():
     assert len(flags) == 4
     # narrow formats overflow under both WRAP and SAT at most points
     assert sum(1 for v in overflowed.values() if v) >= 8, overflowed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_config_matches_naive_on_the_float_paths(monkeypatch, seed):
+    """The random configurations again with the int16 GEMM off: every config that took it
+    above now takes a float (or int64) path, which must stay exact too."""
+    monkeypatch.setattr(lstm_module, "PAIRS", False)
+    qm, x, last = config(seed)
+    assert _Plan(qm).kind == _gemm_kind(qm)
+    assert_matches_naive(qm, x, last=last)
+
+
+@pytest.mark.skipif(not pmadd_lanes(), reason="no pmaddwd on this CPU: the int16 GEMM is off")
+def test_the_random_configs_reach_the_int16_gemm():
+    """Most small random configs take the int16 GEMM (so test_random_config_matches_naive
+    checks it), and some do not (so it checks the fallback too)."""
+    kinds = [_Plan(config(seed)[0]).kind for seed in SEEDS]
+    assert 10 <= kinds.count("int16") <= len(kinds) - 10, kinds
+
+
+@pytest.mark.skipif(not pmadd_lanes(), reason="no pmaddwd on this CPU: the int16 GEMM is off")
+def test_int16_gemm_at_the_edge_of_its_bound():
+    """Typical 16-bit formats with weights at the largest magnitude the int32 bound allows
+    and inputs at the format's extremes: the int16 GEMM, still exact; one code more in the
+    weights and the plan falls back to float64."""
+    rng = np.random.default_rng(17)
+    typical = {k: parse_format(v) for k, v in DEFAULT_FORMATS.items()}
+    h_size, i_size = 8, 6
+    qm = random_model(rng, i_size=i_size, h_size=h_size, peephole=False, formats=typical)
+    plan = _Plan(qm)
+    assert plan.kind == "int16"
+    # scale W so the first column's bound sits just below 2**31
+    x_fmt = typical["x"]
+    a_max = max(-x_fmt.code_min, x_fmt.code_max)
+    rest = 2**31 - 1 - (_pair_bound(qm) - int(np.abs(qm.w[0]).sum()) * a_max)
+    w = qm.w.copy()
+    w[0] = np.sign(w[0] + 0.5).astype(np.int64) * (rest // (a_max * i_size))
+    assert np.abs(w[0]).max() < 2**15
+    edge = dataclasses.replace(qm, w=w)
+    assert _pair_bound(edge) < 2**31 and _Plan(edge).kind == "int16"
+    x = random_inputs(rng, edge, 3, 12)
+    up = w[0] > 0  # the first column's sums at their largest, then at their lowest
+    x[:, ::2] = np.where(up, x_fmt.code_max, x_fmt.code_min)
+    x[:, 1::2] = np.where(up, x_fmt.code_min, x_fmt.code_max)
+    assert_matches_naive(edge, x)
+    over = w.copy()
+    over[0] += np.sign(w[0]) * (2**31 - _pair_bound(edge) + a_max) // a_max
+    over = dataclasses.replace(qm, w=over)
+    assert _pair_bound(over) >= 2**31 and _Plan(over).kind == "float64"
+    assert_matches_naive(over, x)
+
+
+@pytest.mark.skipif(not pmadd_lanes(), reason="no pmaddwd on this CPU: the int16 GEMM is off")
+def test_int16_gemm_by_the_input_at_hand():
+    """Weights too large for the x format's worst case, inputs small enough (a layer above
+    another sees |h| <= 1): the int16 GEMM by the input's own bound, exact; inputs at the
+    format's extremes take float64, exact too; an input outside the format still raises."""
+    rng = np.random.default_rng(18)
+    typical = {k: parse_format(v) for k, v in DEFAULT_FORMATS.items()}
+    qm = random_model(rng, i_size=40, h_size=4, peephole=True, formats=typical)
+    w = np.where(qm.w >= 0, 2000, -2000)  # 40 * 2000 * 2**15 > 2**31 > 40 * 2000 * 2**10
+    qm = dataclasses.replace(qm, w=w)
+    assert _Plan(qm).kind == "float64"
+    x = rng.integers(-(2**10), 2**10 + 1, (3, 9, 40))
+    assert lstm_module._plan_for(qm, x).kind == "int16"
+    assert_matches_naive(qm, x)
+    x[0, 0] = typical["x"].code_min
+    assert lstm_module._plan_for(qm, x).kind == "float64"
+    assert_matches_naive(qm, x)
+    x[0, 0, 0] = typical["x"].code_max + 1
+    with pytest.raises(ValueError, match="outside"):
+        lstm_fixed(qm, x)
+
+
+def _pair_bound(qm: LstmLayer) -> int:
+    """The int16 GEMM's bound on the first output column (w*x, r*h share one fraction here)."""
+    h_max = lstm_module._h_max(qm)
+    x = qm.formats["x"]
+    b = int(qm.b[0]) << (qm.formats["w"].frac + x.frac - qm.formats["b"].frac)
+    b_hi, b_lo = b >> 14, b & (2**14 - 1)
+    return (
+        int(np.abs(qm.w[0]).sum()) * max(-x.code_min, x.code_max)
+        + abs(b_hi) * 2**14
+        + b_lo
+        + int(np.abs(qm.r[0]).sum()) * h_max
+    )
 
 
 def test_int64_path_matches_naive():
@@ -252,14 +341,17 @@ def test_chunking_does_not_change_the_result(monkeypatch):
 @pytest.mark.parametrize("seed", range(0, 60, 7))
 def test_two_gemms_per_step_match_naive(monkeypatch, seed):
     """Where one GEMM of 8 rows on [x_t | 1 | h_{t-1}] is too big for GEMM_MAX_MACS the step
-    runs two, W x_t + b and R h_{t-1}, and adds them: the same codes."""
+    runs two, W x_t + b and R h_{t-1}, and adds them: the same codes. (The float paths: the
+    int16 one, where it applies, is always one GEMM.)"""
+    monkeypatch.setattr(lstm_module, "PAIRS", False)
     monkeypatch.setattr(lstm_module, "GEMM_MAX_MACS", 1)
     qm, x, last = config(seed)
     assert not _Plan(qm).joint
     assert_matches_naive(qm, x, last=last)
 
 
-def test_one_gemm_per_step_is_the_default_for_small_layers():
+def test_one_gemm_per_step_is_the_default_for_small_layers(monkeypatch):
+    monkeypatch.setattr(lstm_module, "PAIRS", False)  # the float paths
     rng = np.random.default_rng(16)
     assert _Plan(random_model(rng, i_size=32, h_size=64, peephole=False)).joint
     assert not _Plan(random_model(rng, i_size=100, h_size=64, peephole=False)).joint
