@@ -2,7 +2,8 @@
 
 :func:`round_into` is the hardware twin of :func:`model.formats.quantize` (SPEC §1): an exact
 value with ``src_frac`` fractional bits becomes a code of a format by its Q rule, then its
-O rule. Every narrowing in ``hdl/`` goes through it.
+O rule. Every narrowing in ``hdl/`` goes through it, or through :func:`round_stages`, the
+same circuit with a register after each rule (for 150 MHz and more).
 """
 
 from __future__ import annotations
@@ -69,6 +70,31 @@ def round_into(m, value, src_frac: int, fmt: Format, *, name: str = "rounded") -
     returned signal has :func:`fmt_shape` of ``fmt``. Ties and TRN_ZERO look at the sign of
     ``value``; the carry of a rounding can itself overflow, as in the model.
     """
+    return _overflow(m, _quantize(m, value, src_frac, fmt, name), fmt, name)
+
+
+#: cycles from :func:`round_stages`' value to its code
+ROUND_LATENCY = 2
+
+
+def round_stages(m, value, src_frac: int, fmt: Format, *, name: str = "rounded"):
+    """:func:`round_into` in two register stages: ``(code, ROUND_LATENCY)``.
+
+    Stage 1 registers the quantized value (floor plus the Q rule's increment: one carry
+    chain), stage 2 the O rule's compare and select. ``code`` holds the code of ``value``
+    as it was :data:`ROUND_LATENCY` cycles earlier; the registers carry no reset (data).
+    """
+    quant = _quantize(m, value, src_frac, fmt, name)
+    quant_r = Signal(quant.shape(), name=f"{name}_qr", reset_less=True)
+    m.d.sync += quant_r.eq(quant)
+    out = _overflow(m, quant_r, fmt, name)
+    out_r = Signal(out.shape(), name=f"{name}_r", reset_less=True)
+    m.d.sync += out_r.eq(out)
+    return out_r, ROUND_LATENCY
+
+
+def _quantize(m, value, src_frac: int, fmt: Format, name: str) -> Signal:
+    """The Q rule: ``value`` at ``fmt``'s fractional position, not yet range-checked."""
     shape = value.shape()
     width = shape.width + (0 if shape.signed else 1)
     shift = src_frac - fmt.frac
@@ -103,6 +129,11 @@ def round_into(m, value, src_frac: int, fmt: Format, *, name: str = "rounded") -
 
     if len(quant) < fmt.width + 1:  # wrapping reads W bits of the sign-extended code
         quant = as_signed(m, quant, fmt.width + 1, name=f"{name}_qx")
+    return quant
+
+
+def _overflow(m, quant, fmt: Format, name: str) -> Signal:
+    """The O rule: the quantized value ``quant`` (signed) as a code of ``fmt``."""
     out = Signal(fmt_shape(fmt), name=name)
     lo, hi = fmt.code_min, fmt.code_max
     if fmt.o == "SAT_SYM" and fmt.signed and fmt.width >= 2:
