@@ -156,11 +156,12 @@ def _overflow(m, quant, fmt: Format, name: str) -> Signal:
     return out
 
 
-def delay(m, value, cycles: int, *, name: str):
-    """``value`` delayed by ``cycles`` registers in the sync domain (0: the value itself)."""
+def delay(m, value, cycles: int, *, name: str, reset_less: bool = False):
+    """``value`` delayed by ``cycles`` registers in the sync domain (0: the value itself);
+    ``reset_less`` for data (control bits such as valid keep their reset)."""
     cur = value
     for k in range(cycles):
-        reg = Signal(value.shape(), name=f"{name}_d{k + 1}")
+        reg = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=reset_less)
         m.d.sync += reg.eq(cur)
         cur = reg
     return cur
