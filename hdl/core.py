@@ -225,7 +225,7 @@ class LstmCore(wiring.Component):
         grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
         unit_bits = bits_for(h - 1)
         hcol = Signal(unsigned(unit_bits), name="h_col")
-        done = Signal(unsigned(bits_for(h)), name="units_done")
+        all_done = Signal(name="all_done")  # every unit of the step has left the cell update
 
         # ---- input holding register: tready comes from a register
         # (low during reset too: a beat offered then would be lost)
@@ -243,6 +243,7 @@ class LstmCore(wiring.Component):
 
         # ---- issue, stage A: the counters; the h RAM is read one cycle ahead
         m.d.comb += h_rd.addr.eq(Cat(hcol, bank))
+        # (every counter wraps to 0 at the step's last issue: a step start touches none)
         with m.If(issuing):
             m.d.sync += addr.eq(addr + 1)
             with m.If(col == k_len - 1):
@@ -252,7 +253,7 @@ class LstmCore(wiring.Component):
             with m.If(col >= n_in):
                 m.d.sync += hcol.eq(Mux(hcol == h - 1, 0, hcol + 1))
             with m.If(addr == g_len * k_len - 1):
-                m.d.sync += issuing.eq(0)
+                m.d.sync += [issuing.eq(0), addr.eq(0), grp.eq(0)]
 
         # ---- stage B: the beat every lane takes (x from the shift register, h from the RAM)
         beat_valid = Signal(name="beat_valid")
@@ -277,6 +278,8 @@ class LstmCore(wiring.Component):
         m.d.comb += operand.eq(Mux(beat_is_h, h_prev, x_cur[0]))
         with m.If(beat_valid & ~beat_is_h):  # rotate: back in order after I columns
             m.d.sync += [x_cur[k].eq(x_cur[(k + 1) % n_in]) for k in range(n_in)]
+        with m.Elif(~issuing & ~beat_valid):  # unused between steps: follow the next beat
+            m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
 
         lanes = []
         for lane in range(p):
@@ -335,7 +338,7 @@ class LstmCore(wiring.Component):
         m.d.comb += [getattr(ci, g).eq(v) for g, v in zip(gate_names, sums)]
         m.d.comb += [cell.i.valid.eq(cell_valid), ci.unit.eq(unit_in), ci.zero.eq(first_step)]
         with m.If(cell_valid):
-            m.d.sync += unit_in.eq(unit_in + 1)
+            m.d.sync += unit_in.eq(Mux(unit_in == h - 1, 0, unit_in + 1))
 
         # ---- a finished unit: h_t to the RAM's other bank and into the output shift register
         res = cell.o.payload
@@ -347,7 +350,9 @@ class LstmCore(wiring.Component):
         ]
         with m.If(cell.o.valid):  # units finish in increasing order: unit 0 ends up at 0
             m.d.sync += [out_shift[j].eq(out_shift[j + 1]) for j in range(h - 1)]
-            m.d.sync += [out_shift[h - 1].eq(res.h), done.eq(done + 1)]
+            m.d.sync += out_shift[h - 1].eq(res.h)
+            with m.If(res.unit == h - 1):
+                m.d.sync += all_done.eq(1)
         # named copies for a testbench: this unit's values of SPEC §2 as it finishes
         shown = {"valid": cell.o.valid, "unit": res.unit, "c": res.c, "h": res.h}
         shown.update({name: getattr(cell, f"trace_{name}") for name in TRACE})
@@ -356,13 +361,14 @@ class LstmCore(wiring.Component):
 
         # ---- the end of a step: offer h_t, swap the banks, start the next step
         emit = Const(1, 1) if self._output == "sequence" else cur_last
-        out_free = ~self.o.valid | self.o.ready
         out_data = reg(self.o.payload.data.shape(), "out_data")
         m.d.comb += self.o.payload.data.eq(out_data)
         commit = Signal(name="step_commit")
         start = Signal(name="step_start")
         m.d.comb += [
-            commit.eq(busy & ~issuing & (done == h) & (out_free | ~emit)),
+            # from registers only: an offered beat must be gone (o.ready reaches nothing but
+            # o.valid, so it fans out to no enable)
+            commit.eq(busy & all_done & ~(self.o.valid & emit)),
             start.eq((~busy | commit) & x_next_valid),
             probe.step_commit.eq(commit),
             probe.step_start.eq(start),
@@ -370,7 +376,7 @@ class LstmCore(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(commit):
-            m.d.sync += [done.eq(0), busy.eq(0), bank.eq(~bank), first_step.eq(cur_last)]
+            m.d.sync += [all_done.eq(0), busy.eq(0), bank.eq(~bank), first_step.eq(cur_last)]
             with m.If(emit):
                 m.d.sync += [
                     out_data.eq(Cat(*out_shift)),
@@ -378,16 +384,5 @@ class LstmCore(wiring.Component):
                     self.o.payload.last.eq(cur_last),
                 ]
         with m.If(start):
-            m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
-            m.d.sync += [
-                cur_last.eq(x_next_last),
-                x_next_valid.eq(0),
-                busy.eq(1),
-                issuing.eq(1),
-                addr.eq(0),
-                col.eq(0),
-                grp.eq(0),
-                hcol.eq(0),
-                unit_in.eq(0),
-            ]
+            m.d.sync += [cur_last.eq(x_next_last), x_next_valid.eq(0), busy.eq(1), issuing.eq(1)]
         return m
