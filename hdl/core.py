@@ -368,7 +368,7 @@ class LstmCore(wiring.Component):
         m.d.comb += [
             # from registers only: an offered beat must be gone (o.ready reaches nothing but
             # o.valid, so it fans out to no enable)
-            commit.eq(busy & all_done & ~(self.o.valid & emit)),
+            commit.eq(all_done & ~(self.o.valid & emit)),  # all_done only while busy
             start.eq((~busy | commit) & x_next_valid),
             probe.step_commit.eq(commit),
             probe.step_start.eq(start),
@@ -378,11 +378,11 @@ class LstmCore(wiring.Component):
         with m.If(commit):
             m.d.sync += [all_done.eq(0), busy.eq(0), bank.eq(~bank), first_step.eq(cur_last)]
             with m.If(emit):
-                m.d.sync += [
-                    out_data.eq(Cat(*out_shift)),
-                    self.o.valid.eq(1),
-                    self.o.payload.last.eq(cur_last),
-                ]
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(cur_last)]
+        # the H codes load when the step is complete and no beat is offered: two registers
+        # drive that enable (commit follows in the same cycle when the step emits)
+        with m.If(all_done & ~self.o.valid):
+            m.d.sync += out_data.eq(Cat(*out_shift))
         with m.If(start):
             m.d.sync += [cur_last.eq(x_next_last), x_next_valid.eq(0), busy.eq(1), issuing.eq(1)]
         return m
