@@ -314,10 +314,11 @@ class LstmCore(wiring.Component):
                 for u in range(n_slots):
                     m.d.sync += [chain[u][g].eq(lanes[4 * u + g].o.payload) for g in range(4)]
                 m.d.sync += left.eq(n_slots)
-            with m.Elif(left != 0):
+            with m.Else():  # shift every other cycle: a register selects, nothing enables
                 for u in range(n_slots - 1):
                     m.d.sync += [chain[u][g].eq(chain[u + 1][g]) for g in range(4)]
-                m.d.sync += left.eq(left - 1)
+                with m.If(left != 0):
+                    m.d.sync += left.eq(left - 1)
             cell_valid = left != 0
             sums = chain[0]
         else:
