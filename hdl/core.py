@@ -58,7 +58,7 @@ class Schedule:
             columns=k,
             cell_units=1,
             min_cycles=math.ceil(4 * h * k / lanes),
-            pipeline_depth=GateMacLane.latency + drain + CellUpdate.latency_for(layer) + 2,
+            pipeline_depth=GateMacLane.latency + drain + CellUpdate.latency_for(layer) + 3,
         )
 
     @property
@@ -114,7 +114,7 @@ class LstmCore(wiring.Component):
     starts in the same cycle. Hence
 
         cycles_per_step = G * K + GateMacLane.latency + (P / 4 if P >= 4 else 0)
-                          + CellUpdate.latency + 2
+                          + CellUpdate.latency + 3
         latency         = cycles_per_step + 2   (input transfer to output valid, when idle)
 
     (:class:`Schedule`). Output back-pressure stalls the step's end; input beats wait in a
@@ -255,30 +255,29 @@ class LstmCore(wiring.Component):
             with m.If(addr == g_len * k_len - 1):
                 m.d.sync += [issuing.eq(0), addr.eq(0), grp.eq(0)]
 
-        # ---- stage B: the beat every lane takes (x from the shift register, h from the RAM)
-        beat_valid = Signal(name="beat_valid")
-        beat_addr = reg(addr.shape(), "beat_addr")
-        beat_slot = reg(grp.shape(), "beat_slot")
-        beat_first, beat_last, beat_is_h = (
-            reg(1, "beat_first"),
-            reg(1, "beat_last"),
-            reg(1, "beat_is_h"),
-        )
+        # ---- stages B1, B: the beat every lane takes (x from the shift register, h from
+        # the RAM, whose word is registered first: a block RAM's output is slow)
+        ctl = Cat(addr, grp, col == 0, col == k_len - 1, col >= n_in)
+        ctl1, ctl2 = reg(ctl.shape(), "beat_ctl1"), reg(ctl.shape(), "beat_ctl")
+        beat_valid1, beat_valid = Signal(name="beat_valid1"), Signal(name="beat_valid")
+        h_word = reg(h_shape, "h_word")
         m.d.sync += [
-            beat_valid.eq(issuing),
-            beat_addr.eq(addr),
-            beat_slot.eq(grp),
-            beat_first.eq(col == 0),
-            beat_last.eq(col == k_len - 1),
-            beat_is_h.eq(col >= n_in),
+            ctl1.eq(ctl),
+            ctl2.eq(ctl1),
+            beat_valid1.eq(issuing),
+            beat_valid.eq(beat_valid1),
+            h_word.eq(h_rd.data),
         ]
+        aw, gw = len(addr), len(grp)
+        beat_addr, beat_slot = ctl2[:aw], ctl2[aw : aw + gw]
+        beat_first, beat_last, beat_is_h = ctl2[aw + gw], ctl2[aw + gw + 1], ctl2[aw + gw + 2]
         opw = operand_width(qm)
         operand = Signal(signed(opw), name="mac_operand")
-        h_prev = Mux(first_step, 0, h_rd.data)
+        h_prev = Mux(first_step, 0, h_word)
         m.d.comb += operand.eq(Mux(beat_is_h, h_prev, x_cur[0]))
         with m.If(beat_valid & ~beat_is_h):  # rotate: back in order after I columns
             m.d.sync += [x_cur[k].eq(x_cur[(k + 1) % n_in]) for k in range(n_in)]
-        with m.Elif(~issuing & ~beat_valid):  # unused between steps: follow the next beat
+        with m.Elif(~issuing & ~beat_valid1 & ~beat_valid):  # between steps: the next beat
             m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
 
         lanes = []
