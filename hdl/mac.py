@@ -6,8 +6,12 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import Rom, bits_for, delay, fmt_shape, signed_width
+from hdl.fixed import Rom, bits_for, delay, fmt_shape, pick, signed_width
 from model.qmodel import LstmLayer, exact_sum
+
+#: the deepest weight bank piece: one block RAM deep in every ECP5 / 7-series / Cyclone
+#: shape of up to 18 bits (2048 x 9, two wide), so that Yosys adds no multiplexer after it
+BANK_WORDS = 2048
 
 
 def operand_width(qm: LstmLayer) -> int:
@@ -40,11 +44,12 @@ class GateMacLane(wiring.Component):
     rounded. ``o.payload`` is the exact sum ``W x + R h + b`` at :func:`preact_sum`
     fractional bits (peephole terms are the cell update's business).
 
-    Pipeline (the shape a DSP block and a block RAM want): weight bank read, its word
-    registered, the multiplier's input registers, its output register, then the
-    accumulator in fabric. Handshake: ``always_ready`` streams, no stall; ``o.valid`` pulses
-    :attr:`latency` (5) cycles after the beat with ``last`` and ``o.payload`` holds the sum
-    in that cycle only; rows may follow each other with no gap.
+    Pipeline (the shape a DSP block and a block RAM want): weight bank read (a bank deeper
+    than :data:`BANK_WORDS` is several ROMs, ``weights``, ``weights1``, ...), its word
+    registered (then picked among the pieces), the multiplier's input registers, its output
+    register, then the accumulator in fabric. Handshake: ``always_ready`` streams, no stall;
+    ``o.valid`` pulses :attr:`latency` (5) cycles after the beat with ``last`` and
+    ``o.payload`` holds the sum in that cycle only; rows may follow each other with no gap.
     """
 
     latency = 5
@@ -96,9 +101,18 @@ class GateMacLane(wiring.Component):
         for r in self._rows:
             coefs.extend(int(v) for v in qm.w[r])
             coefs.extend(int(v) for v in qm.r[r])
-        rd_w = Rom(m, "weights", signed(coef_width(qm)), coefs)
+        # a bank deeper than BANK_WORDS is cut into pieces of that depth, each read into its
+        # own register before a multiplexer picks one: a block RAM's output never feeds logic
+        w_shape = signed(coef_width(qm))
+        pieces = [coefs[k : k + BANK_WORDS] for k in range(0, len(coefs), BANK_WORDS)]
+        low = (BANK_WORDS - 1).bit_length() if len(pieces) > 1 else len(beat.addr)
+        rd_ws = []
+        for k, words in enumerate(pieces):
+            rd = Rom(m, "weights" if k == 0 else f"weights{k}", w_shape, words)
+            m.d.comb += rd.addr.eq(beat.addr[:low])
+            rd_ws.append(rd)
         rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows])
-        m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
+        m.d.comb += rd_b.addr.eq(beat.slot)
 
         # the beat's control bits travel beside the data: valid (reset), the rest (no reset)
         valid = [self.i.valid]
@@ -108,13 +122,19 @@ class GateMacLane(wiring.Component):
             ctl.append(delay(m, ctl[-1], 1, name=f"ctl{k}", reset_less=True))
 
         # stage 1: the bank words arrive; stage 2: registered (a block RAM's output is slow)
-        w2 = reg(rd_w.data.shape(), "weight")
+        w2s = [reg(w_shape, f"weight{k}" if k else "weight") for k in range(len(rd_ws))]
         b2 = reg(rd_b.data.shape(), "bias_word")
-        m.d.sync += [w2.eq(rd_w.data), b2.eq(rd_b.data)]
+        m.d.sync += [w.eq(rd.data) for w, rd in zip(w2s, rd_ws)]
+        m.d.sync += b2.eq(rd_b.data)
+        if len(w2s) > 1:
+            piece = delay(m, beat.addr[low:], 2, name="piece", reset_less=True)
+            w2 = pick(w2s, piece)
+        else:
+            w2 = w2s[0]
         x2 = delay(m, beat.operand, 2, name="operand", reset_less=True)
 
         # stage 3: the multiplier's input registers; stage 4: its output register
-        wa = reg(w2.shape(), "mul_a")
+        wa = reg(w_shape, "mul_a")
         xb = reg(x2.shape(), "mul_b")
         prod = reg(signed(len(wa) + len(xb)), "product")
         m.d.sync += [wa.eq(w2), xb.eq(x2), prod.eq(wa * xb)]

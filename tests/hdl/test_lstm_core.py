@@ -6,6 +6,7 @@ import pytest
 from hdl_models import ODD_FORMATS, make_qmodel, random_inputs
 from stream_bench import assert_same, expected, run_network
 
+from hdl import mac
 from hdl.core import LstmCore, valid_lanes
 from hdl.network import NetworkCore
 from model.lstm import lstm_fixed
@@ -87,3 +88,16 @@ def test_lane_counts():
         qm.hardware = {"lanes": bad}
         with pytest.raises(ValueError, match=r"lstm1|lanes"):
             NetworkCore(qm)
+
+
+def test_deep_banks_in_pieces(monkeypatch):
+    """Weight banks cut into ROM pieces (BANK_WORDS made small): the same codes, the
+    same cycles per step and latency."""
+    monkeypatch.setattr(mac, "BANK_WORDS", 8)
+    qm = make_qmodel(3, 4, lanes=4, peephole=True, seed=3)  # banks of 4 * 7 = 28 words
+    seqs = random_inputs(qm, [5, 2], seed=6)
+    res, dut = run_network(qm, seqs)
+    assert_same(res, expected(qm, seqs))
+    (hw,) = dut.hardware()["layers"]
+    assert set(np.diff(res.beat_cycles[:4]).tolist()) == {hw["cycles_per_step"]}
+    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]

@@ -5,6 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 from hdl_models import ODD_FORMATS, make_layer
 
+from hdl import mac
 from hdl.mac import GateMacLane, preact_sum
 
 
@@ -19,8 +20,12 @@ def naive_sum(qm, row, x, h):
     return acc
 
 
+@pytest.mark.parametrize("bank_words", [2048, 8], ids=["one_rom", "pieces"])
 @pytest.mark.parametrize("peephole", [False, True], ids=["plain", "peephole"])
-def test_rows_back_to_back(peephole):
+def test_rows_back_to_back(peephole, bank_words, monkeypatch):
+    """Rows back to back; a bank deeper than BANK_WORDS (made small here) is read from
+    several ROMs with the same result and latency."""
+    monkeypatch.setattr(mac, "BANK_WORDS", bank_words)
     qm = make_layer(3, 4, peephole=peephole, formats=ODD_FORMATS, scale=3.0, seed=2)
     rows = [0, 5, 9, 14, 3]  # i, f, g, o rows of different units
     rng = np.random.default_rng(6)
