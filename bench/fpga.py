@@ -5,7 +5,7 @@ Each design is generated, then synthesized and placed by the flow of ``lstmfx sy
 design as it finishes: LUT, FF, DSP, BRAM, Fmax, cycles per step (the manifest's) and
 steps per second (Fmax / cycles per step), and the wall time of the two tools.
 
-    python bench/fpga.py [--quick] [--lstm-only] [--only NAME ...] [--device ecp5-85k] [--freq 150]
+    python bench/fpga.py [--quick] [--lstm-only] [--sweep] [--only NAME ...] [--device ecp5-85k] [--freq 150]
                          [--timeout 3600] [--baseline REF] [--json FILE] [--keep DIR]
 
 ``--quick`` runs the examples only (not I=32, H=64). ``--lstm-only`` drops the dense
@@ -38,6 +38,8 @@ from model.qmodel import LstmLayer, QuantizedNetwork  # noqa: E402
 
 #: the synthetic designs: (input size, hidden size, lanes)
 LARGE = ((32, 64, 4), (32, 64, 16))
+#: ``--sweep``: H from 8 to 128 at fixed I and lanes (Fmax must not fall as H grows)
+SWEEP = ((8, 8, 16), (8, 32, 16), (8, 128, 16))
 COLUMNS = ("design", "code", "lanes", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "met",
            "cycles/step", "steps/s", "P&R s")  # fmt: skip
 
@@ -62,6 +64,8 @@ def designs(args, folder: Path) -> list[Path]:
     cfgs = sorted(ROOT.glob("examples/*/config.toml"))
     if not args.quick:
         cfgs += [random_config(folder, i, h, p) for i, h, p in LARGE]
+    if args.sweep:
+        cfgs += [random_config(folder, i, h, p) for i, h, p in SWEEP]
     if args.only:
         cfgs = [c for c in cfgs if c.parent.name in args.only or c.stem in args.only]
         if not cfgs:
@@ -146,6 +150,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the examples only")
     ap.add_argument("--lstm-only", action="store_true", help="drop the dense layers")
+    ap.add_argument("--sweep", action="store_true", help="also I=8, P=16 at H = 8, 32, 128")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="these designs (folder or stem)")
     ap.add_argument("--device", default="ecp5-85k")
     ap.add_argument("--freq", type=float, default=150.0, metavar="MHZ")
