@@ -5,12 +5,14 @@ Each design is generated, then synthesized and placed by the flow of ``lstmfx sy
 design as it finishes: LUT, FF, DSP, BRAM, Fmax, cycles per step (the manifest's) and
 steps per second (Fmax / cycles per step), and the wall time of the two tools.
 
-    python bench/fpga.py [--quick] [--lstm-only] [--sweep] [--only NAME ...] [--device ecp5-85k] [--freq 150]
-                         [--timeout 3600] [--baseline REF] [--json FILE] [--keep DIR]
+    python bench/fpga.py [--quick] [--lstm-only] [--sweep] [--only NAME ...]
+                         [--device ecp5-85k] [--freq 150] [--timeout 3600]
+                         [--baseline REF] [--json FILE] [--keep DIR]
 
-``--quick`` runs the examples only (not I=32, H=64). ``--lstm-only`` drops the dense
-layers (this tree's code only; each LSTM layer keeps the lanes it has in the whole
-network), to measure the LSTM cores alone. ``--baseline REF`` also generates every
+``--quick`` runs the examples only (not I=32, H=64); ``--sweep`` adds H = 8, 32, 128
+at I = 8 and 16 lanes. ``--lstm-only`` drops the dense layers (this tree's code only;
+each LSTM layer keeps the lanes it has in the whole network), to measure the LSTM cores
+alone. ``--baseline REF`` also generates every
 design with the code of git REF (``main``, say) and places it in the same run, one row
 each, so that the two are measured on the same machine under the same load. A full run
 takes an hour or more on a loaded machine: P&R of the large designs dominates.
