@@ -74,22 +74,27 @@ def round_into(m, value, src_frac: int, fmt: Format, *, name: str = "rounded") -
 
 
 #: cycles from :func:`round_stages`' value to its code
-ROUND_LATENCY = 2
+ROUND_LATENCY = 3
 
 
 def round_stages(m, value, src_frac: int, fmt: Format, *, name: str = "rounded"):
-    """:func:`round_into` in two register stages: ``(code, ROUND_LATENCY)``.
+    """:func:`round_into` in register stages: ``(code, ROUND_LATENCY)``.
 
     Stage 1 registers the quantized value (floor plus the Q rule's increment: one carry
-    chain), stage 2 the O rule's compare and select. ``code`` holds the code of ``value``
-    as it was :data:`ROUND_LATENCY` cycles earlier; the registers carry no reset (data).
+    chain), stage 2 the O rule's two range compares (a carry chain each) beside the low
+    ``W`` bits, stage 3 the select. ``code`` holds the code of ``value`` as it was
+    :data:`ROUND_LATENCY` cycles earlier; the registers carry no reset (data).
     """
     quant = _quantize(m, value, src_frac, fmt, name)
     quant_r = Signal(quant.shape(), name=f"{name}_qr", reset_less=True)
     m.d.sync += quant_r.eq(quant)
-    out = _overflow(m, quant_r, fmt, name)
-    out_r = Signal(out.shape(), name=f"{name}_r", reset_less=True)
-    m.d.sync += out_r.eq(out)
+    low, high, wrapped, lo, hi = _range(quant_r, fmt)
+    low_r = Signal(name=f"{name}_low", reset_less=True)
+    high_r = Signal(name=f"{name}_high", reset_less=True)
+    wrapped_r = Signal(wrapped.shape(), name=f"{name}_wrapped", reset_less=True)
+    m.d.sync += [low_r.eq(low), high_r.eq(high), wrapped_r.eq(wrapped)]
+    out_r = Signal(fmt_shape(fmt), name=f"{name}_r", reset_less=True)
+    m.d.sync += out_r.eq(_select(fmt, low_r, high_r, wrapped_r, lo, hi))
     return out_r, ROUND_LATENCY
 
 
@@ -132,9 +137,9 @@ def _quantize(m, value, src_frac: int, fmt: Format, name: str) -> Signal:
     return quant
 
 
-def _overflow(m, quant, fmt: Format, name: str) -> Signal:
-    """The O rule: the quantized value ``quant`` (signed) as a code of ``fmt``."""
-    out = Signal(fmt_shape(fmt), name=name)
+def _range(quant, fmt: Format):
+    """``(low, high, wrapped, lo, hi)``: whether the signed ``quant`` lies below or above
+    ``fmt``'s range (after SAT_SYM's symmetric bound), its low ``W`` bits, the bounds."""
     lo, hi = fmt.code_min, fmt.code_max
     if fmt.o == "SAT_SYM" and fmt.signed and fmt.width >= 2:
         lo = -hi
@@ -147,12 +152,22 @@ def _overflow(m, quant, fmt: Format, name: str) -> Signal:
     wrapped = quant[: fmt.width]
     if fmt.signed:
         wrapped = wrapped.as_signed()
+    return low, high, wrapped, lo, hi
+
+
+def _select(fmt: Format, low, high, wrapped, lo: int, hi: int):
+    """The O rule's result from :func:`_range`'s flags and bits."""
     if fmt.o == "WRAP":
-        m.d.comb += out.eq(wrapped)
-    elif fmt.o == "SAT_ZERO":
-        m.d.comb += out.eq(Mux(low | high, 0, wrapped))
-    else:  # SAT, SAT_SYM
-        m.d.comb += out.eq(Mux(low, lo, Mux(high, hi, wrapped)))
+        return wrapped
+    if fmt.o == "SAT_ZERO":
+        return Mux(low | high, 0, wrapped)
+    return Mux(low, lo, Mux(high, hi, wrapped))  # SAT, SAT_SYM
+
+
+def _overflow(m, quant, fmt: Format, name: str) -> Signal:
+    """The O rule: the quantized value ``quant`` (signed) as a code of ``fmt``."""
+    out = Signal(fmt_shape(fmt), name=name)
+    m.d.comb += out.eq(_select(fmt, *_range(quant, fmt)))
     return out
 
 
