@@ -87,8 +87,9 @@ class CellUpdate(wiring.Component):
         t = {}
         lat = PwlUnit.latency_for
         sig, tanh, tanh_c = (layer.tables[k] for k in ("sigmoid", "tanh", "tanh_cell"))
-        # p c_{t-1}: RAM/ROM read, registered, DSP in and out registers, the sum; then round
-        t["pre"] = (5 if layer.peephole else 0) + ROUND_LATENCY
+        # p c_{t-1}: RAM read, registered twice (the zero flag), DSP in and out registers,
+        # the sum; then round
+        t["pre"] = (6 if layer.peephole else 0) + ROUND_LATENCY
         t["gates"] = t["pre"] + max(lat(sig), lat(tanh))
         t["c"] = t["gates"] + 3 + ROUND_LATENCY  # DSP in, DSP out, the sum; round
         t["pre_o"] = t["c"] + 3 + ROUND_LATENCY if layer.peephole else t["pre"]
@@ -143,9 +144,10 @@ class CellUpdate(wiring.Component):
         rd = cell_ram.read_port()
         wr = cell_ram.write_port()
         m.d.comb += rd.addr.eq(inp.unit)
-        zero1 = later(inp.zero, 1, "zero")
-        c_prev = reg(cell_shape, "c_prev")  # at 2
-        m.d.sync += c_prev.eq(Mux(zero1, 0, rd.data))
+        zero2 = later(inp.zero, 2, "zero")
+        c_word = reg(cell_shape, "c_word")  # at 2: the RAM's word, registered (RAM is slow)
+        c_prev = reg(cell_shape, "c_prev")  # at 3
+        m.d.sync += [c_word.eq(rd.data), c_prev.eq(Mux(zero2, 0, c_word))]
 
         pre_frac, acc_w = preact_sum(qm)
         pre_fmt = f["preact"]
@@ -166,11 +168,11 @@ class CellUpdate(wiring.Component):
             for gate, rom in (("i", p_i), ("f", p_f)):
                 word = reg(p_shape, f"p_{gate}")  # at 2
                 m.d.sync += word.eq(rom.data)
-                pc = product(word, c_prev, f"p{gate}_c")  # at 4
-                acc = later(getattr(inp, f"acc_{gate}"), 4, f"acc_{gate}")
-                total = peephole_sum(acc, pc, f"sum_{gate}")  # at 5
+                pc = product(later(word, 1, f"p_{gate}_al"), c_prev, f"p{gate}_c")  # at 5
+                acc = later(getattr(inp, f"acc_{gate}"), 5, f"acc_{gate}")
+                total = peephole_sum(acc, pc, f"sum_{gate}")  # at 6
                 pres[gate], _ = round_stages(m, total, pre_frac, pre_fmt, name=f"pre_{gate}")
-            pres["g"], _ = round_stages(m, later(inp.acc_g, 5, "acc_g"), pre_frac, pre_fmt,
+            pres["g"], _ = round_stages(m, later(inp.acc_g, 6, "acc_g"), pre_frac, pre_fmt,
                                         name="pre_g")  # fmt: skip
         else:
             for gate in "ifgo":
@@ -193,7 +195,7 @@ class CellUpdate(wiring.Component):
         cell_frac, _ = exact_sum(qm.sums()["cell"])
         s_fc = cell_frac - f["gate"].frac - f["cell"].frac
         s_ig = cell_frac - f["gate"].frac - f["cand"].frac
-        fc = product(al["f"], later(c_prev, at["gates"] - 2, "c_prev_al"), "f_c")
+        fc = product(al["f"], later(c_prev, at["gates"] - 3, "c_prev_al"), "f_c")
         ig = product(al["i"], al["g"], "i_g")
         c_sum = reg(signed(max(len(fc) + s_fc, len(ig) + s_ig) + 1), "c_sum")
         m.d.sync += c_sum.eq((fc << s_fc) + (ig << s_ig))
