@@ -6,10 +6,14 @@ design as it finishes: LUT, FF, DSP, BRAM, Fmax, cycles per step (the manifest's
 steps per second (Fmax / cycles per step), the products per cycle per DSP block (how busy
 the multipliers are) and the wall time of the two tools.
 
-    python bench/fpga.py [--quick] [--only NAME ...] [--device ecp5-85k] [--freq 150]
-                         [--timeout 3600] [--baseline REF] [--json FILE] [--keep DIR]
+    python bench/fpga.py [--quick] [--lstm-only] [--sweep] [--only NAME ...]
+                         [--device ecp5-85k] [--freq 150] [--timeout 3600]
+                         [--baseline REF] [--json FILE] [--keep DIR]
 
-``--quick`` runs the examples only (not I=32, H=64). ``--baseline REF`` also generates every
+``--quick`` runs the examples only (not I=32, H=64); ``--sweep`` adds H = 8, 32, 128
+at I = 8 and 16 lanes. ``--lstm-only`` drops the dense layers (this tree's code only;
+each LSTM layer keeps the lanes it has in the whole network), to measure the LSTM cores
+alone. ``--baseline REF`` also generates every
 design with the code of git REF (``main``, say) and places it in the same run, one row
 each, so that the two are measured on the same machine under the same load. A full run
 takes an hour or more on a loaded machine: P&R of the large designs dominates.
@@ -30,11 +34,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hdl.generate import generate  # noqa: E402
+from hdl.network import layer_lanes  # noqa: E402
 from hdl.synth import SynthError, synth_verilog  # noqa: E402
 from model.config import load_config  # noqa: E402
+from model.qmodel import LstmLayer, QuantizedNetwork  # noqa: E402
 
 #: the synthetic designs: (input size, hidden size, lanes)
 LARGE = ((32, 64, 4), (32, 64, 16))
+#: ``--sweep``: H from 8 to 128 at fixed I and lanes (Fmax must not fall as H grows)
+SWEEP = ((8, 8, 16), (8, 32, 16), (8, 128, 16))
 COLUMNS = ("design", "code", "lanes", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "met",
            "cycles/step", "steps/s", "MAC/cyc/DSP", "P&R s")  # fmt: skip
 
@@ -59,6 +67,8 @@ def designs(args, folder: Path) -> list[Path]:
     cfgs = sorted(ROOT.glob("examples/*/config.toml"))
     if not args.quick:
         cfgs += [random_config(folder, i, h, p) for i, h, p in LARGE]
+    if args.sweep:
+        cfgs += [random_config(folder, i, h, p) for i, h, p in SWEEP]
     if args.only:
         cfgs = [c for c in cfgs if c.parent.name in args.only or c.stem in args.only]
         if not cfgs:
@@ -77,10 +87,21 @@ def baseline_tree(ref: str, folder: Path) -> Path:
     return tree
 
 
-def generate_with(tree: Path | None, cfg: Path, out: Path) -> tuple[Path, dict]:
+def lstm_layers_only(net: QuantizedNetwork) -> QuantizedNetwork:
+    """``net`` without its dense layers; each LSTM layer keeps the lanes it had."""
+    lanes = layer_lanes(net)
+    keep = [(n, la) for n, la in zip(net.layer_names, net.layers) if isinstance(la, LstmLayer)]
+    hw = {k: v for k, v in net.hardware.items() if k not in ("lanes", "lane_budget", "layers")}
+    hw["layers"] = {n: {"lanes": lanes[n]} for n, _ in keep}
+    return QuantizedNetwork(net.name, [la for _, la in keep], net.output, hw)
+
+
+def generate_with(tree: Path | None, cfg: Path, out: Path, lstm_only=False) -> tuple[Path, dict]:
     """Generate ``cfg`` into ``out`` with this tree's code or ``tree``'s; Verilog, manifest."""
     if tree is None:
         net = load_config(cfg).network
+        if lstm_only:
+            net = lstm_layers_only(net)
         v_path, m_path = generate(net, out)
     else:
         cmd = [sys.executable, "-m", "lstmfx", "generate", str(cfg), "-o", str(out)]
@@ -108,7 +129,7 @@ def measure(cfg: Path, code: str, tree: Path | None, work: Path, args) -> dict:
     row = {"design": cfg.parent.name if cfg.name == "config.toml" else cfg.stem, "code": code}
     out = work / f"{row['design']}-{code}"
     try:
-        v_path, man = generate_with(tree, cfg, out)
+        v_path, man = generate_with(tree, cfg, out, args.lstm_only)
         hw = man["hardware"]
         res = synth_verilog(v_path, v_path.stem, device=args.device, freq=args.freq,
                             timeout=args.timeout, seed=args.seed)  # fmt: skip
@@ -146,6 +167,8 @@ def _line(cells) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the examples only")
+    ap.add_argument("--lstm-only", action="store_true", help="drop the dense layers")
+    ap.add_argument("--sweep", action="store_true", help="also I=8, P=16 at H = 8, 32, 128")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="these designs (folder or stem)")
     ap.add_argument("--device", default="ecp5-85k")
     ap.add_argument("--freq", type=float, default=150.0, metavar="MHZ")
@@ -161,6 +184,8 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         work = args.keep or tmp / "work"
         codes = [("this", None)]
+        if args.baseline and args.lstm_only:
+            raise SystemExit("fpga.py: --lstm-only measures this tree's code only")
         if args.baseline:
             codes.append((args.baseline, baseline_tree(args.baseline, tmp)))
         print(f"{args.device}, --freq {args.freq:g}, seed {args.seed}")

@@ -1,12 +1,13 @@
-"""The cell update: gates, c_t, tanh(c_t) and h_t of one hidden unit per cycle."""
+"""The cell update: gates, c_t, tanh(c_t) and h_t of one hidden unit per cycle, c in a RAM."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import Rom, bits_for, delay, fmt_shape, round_into
+from hdl.fixed import ROUND_LATENCY, Rom, bits_for, delay, fmt_shape, round_stages
 from hdl.mac import preact_sum
 from hdl.pwl import PwlUnit
 from model.qmodel import LstmLayer, exact_sum
@@ -16,29 +17,36 @@ TRACE = ("pre_i", "pre_f", "pre_g", "pre_o", "i", "f", "g", "o", "tanh_cell")
 
 
 class CellUpdate(wiring.Component):
-    """From the pre-activations of hidden unit ``j`` and ``c_{t-1}[j]`` to ``c_t[j]``, ``h_t[j]``.
+    """From the exact gate sums of hidden unit ``j`` to ``c_t[j]`` and ``h_t[j]``; it holds
+    ``c`` (one RAM word per unit) and the peephole weights (one ROM word per unit).
 
-    ``i.payload``: ``unit`` (j), ``pre_i``, ``pre_f``, ``pre_g`` (``preact`` codes),
-    ``pre_o`` (the ``preact`` code of o; with peepholes instead the exact sum of o's row
-    without ``p_o * c_t``, as :class:`hdl.mac.GateMacLane` leaves it in ``acc``), ``cell``
-    (``c_{t-1}[j]``, ``cell`` format).
+    ``i.payload``: ``unit`` (j), ``acc_i``, ``acc_f``, ``acc_g``, ``acc_o``: the exact sums
+    ``W x + R h + b`` of the unit's four gate rows (:class:`hdl.mac.GateMacLane`'s output,
+    at :func:`hdl.mac.preact_sum` fractional bits), ``zero``: the step is a sequence's first,
+    so ``c_{t-1}`` is 0 (the RAM is never cleared).
 
     ``o.payload``: ``unit``, ``c`` (``c_t[j]``, ``cell``), ``h`` (``h_t[j]``, ``h``), each
     rounded as SPEC §2 says::
 
-        i, f = sigmoid(pre_i), sigmoid(pre_f); g = tanh(pre_g)
-        c    = round(f * c_{t-1} + i * g)                      -> cell
-        pre_o = round(acc_o + p_o * c) with peepholes           -> preact
+        pre_i = round(acc_i [+ p_i c_{t-1}]), pre_f = round(acc_f [+ p_f c_{t-1}])
+        pre_g = round(acc_g); i, f = sigmoid(pre_i), sigmoid(pre_f); g = tanh(pre_g)
+        c    = round(f * c_{t-1} + i * g)                      -> cell (written to the RAM)
+        pre_o = round(acc_o [+ p_o * c])
         o    = sigmoid(pre_o); tanh_cell = tanh_cell(c)
         h    = round(o * tanh_cell)                              -> h
 
+    A unit's ``c_{t-1}`` is read when it enters and its ``c_t`` written :meth:`latency_for`
+    minus a few cycles later, so a unit may enter again only after it has left (one step
+    after the other, as :class:`hdl.core.LstmCore` runs them).
+
     While ``o.valid`` is high the ``trace_*`` ports hold the same unit's ``preact`` codes
-    (``trace_pre_i`` ... ``trace_pre_o``, the latter after its peephole term), gates
-    (``trace_i``, ``trace_f``, ``trace_g``, ``trace_o``) and ``trace_tanh_cell``: a
-    testbench can compare them with :func:`model.lstm.lstm_fixed`'s trace.
+    (``trace_pre_i`` ... ``trace_pre_o``, after their peephole terms), gates (``trace_i``,
+    ``trace_f``, ``trace_g``, ``trace_o``) and ``trace_tanh_cell``.
 
     Handshake: ``always_ready`` streams, one unit per cycle, no stall; ``o.valid`` is
-    ``i.valid`` delayed by :attr:`latency` cycles (12, or 14 with peepholes).
+    ``i.valid`` delayed by :attr:`latency` cycles. Every product has a DSP's input and output
+    registers (``f c``, ``i g``, ``o tanh_cell``, and ``p c`` three times with peepholes);
+    every rounding is :func:`hdl.fixed.round_stages`.
     """
 
     def __init__(self, *, layer: LstmLayer):
@@ -48,16 +56,9 @@ class CellUpdate(wiring.Component):
         f = layer.formats
         pre = fmt_shape(f["preact"])
         unit = unsigned(bits_for(layer.hidden_size - 1))
-        o_in = signed(preact_sum(layer)[1]) if layer.peephole else pre
+        acc = signed(preact_sum(layer)[1])
         inputs = data.StructLayout(
-            {
-                "unit": unit,
-                "pre_i": pre,
-                "pre_f": pre,
-                "pre_g": pre,
-                "pre_o": o_in,
-                "cell": fmt_shape(f["cell"]),
-            }
+            {"unit": unit, "acc_i": acc, "acc_f": acc, "acc_g": acc, "acc_o": acc, "zero": 1}
         )
         outputs = data.StructLayout(
             {"unit": unit, "c": fmt_shape(f["cell"]), "h": fmt_shape(f["h"])}
@@ -81,10 +82,27 @@ class CellUpdate(wiring.Component):
         super().__init__(members)
 
     @staticmethod
-    def latency_for(layer: LstmLayer) -> int:
+    def _times(layer: LstmLayer) -> dict:
+        """The cycle (after ``i.valid``) at which each value of a unit is ready."""
+        t = {}
+        lat = PwlUnit.latency_for
+        sig, tanh, tanh_c = (layer.tables[k] for k in ("sigmoid", "tanh", "tanh_cell"))
+        # p c_{t-1}: RAM read, registered twice (the zero flag), DSP in and out registers,
+        # the sum; then round
+        t["pre"] = (6 if layer.peephole else 0) + ROUND_LATENCY
+        t["gates"] = t["pre"] + max(lat(sig), lat(tanh))
+        t["c"] = t["gates"] + 3 + ROUND_LATENCY  # DSP in, DSP out, the sum; round
+        t["pre_o"] = t["c"] + 3 + ROUND_LATENCY if layer.peephole else t["pre"]
+        t["o"] = t["pre_o"] + lat(sig)
+        t["tanh_cell"] = t["c"] + lat(tanh_c)
+        t["meet"] = max(t["o"], t["tanh_cell"])
+        t["h"] = t["meet"] + 2 + ROUND_LATENCY  # DSP in, DSP out; round
+        return t
+
+    @classmethod
+    def latency_for(cls, layer: LstmLayer) -> int:
         """:attr:`latency` of the cell update of ``layer``, without building it."""
-        pwl = PwlUnit.latency
-        return pwl + 2 + (2 if layer.peephole else 0) + pwl + 2
+        return cls._times(layer)["h"]
 
     @property
     def latency(self) -> int:
@@ -94,95 +112,140 @@ class CellUpdate(wiring.Component):
     def elaborate(self, platform):
         qm = self._qm
         f = qm.formats
+        h_len = qm.hidden_size
         peep = qm.peephole
-        pwl_lat = PwlUnit.latency
-        lat = self.latency
+        at = self._times(qm)
+        lat = at["h"]
         m = Module()
         inp = self.i.payload
         valid = self.i.valid
+
+        def reg(shape, name):
+            return Signal(shape, name=name, reset_less=True)
+
+        def later(value, cycles, name):
+            return delay(m, value, cycles, name=name, reset_less=True)
+
+        def product(a, b, name):
+            """a * b with the multiplier's input and output registers (2 cycles)."""
+            ra, rb = reg(a.shape(), f"{name}_a"), reg(b.shape(), f"{name}_b")
+            p = reg(signed(len(ra) + len(rb) + 1), name)
+            m.d.sync += [ra.eq(a), rb.eq(b), p.eq(ra * rb)]
+            return p
 
         def pwl(name, table, code, code_valid):
             m.submodules[name] = unit = PwlUnit(table=table)
             m.d.comb += [unit.i.payload.eq(code), unit.i.valid.eq(code_valid)]
             return unit.o.payload
 
-        # the activations of i, f, g (and o without peepholes)
-        sig, tanh = qm.tables["sigmoid"], qm.tables["tanh"]
-        gate_i = pwl("sigmoid_i", sig, inp.pre_i, valid)
-        gate_f = pwl("sigmoid_f", sig, inp.pre_f, valid)
-        gate_g = pwl("tanh_g", tanh, inp.pre_g, valid)
-        cell_prev = delay(m, inp.cell, pwl_lat, name="cell_prev")
-        unit = inp.unit
+        # c_{t-1}: the RAM word of the unit, or 0 on a sequence's first step
+        cell_shape = fmt_shape(f["cell"])
+        m.submodules.cell_ram = cell_ram = Memory(shape=cell_shape, depth=max(2, h_len), init=[])
+        rd = cell_ram.read_port()
+        wr = cell_ram.write_port()
+        m.d.comb += rd.addr.eq(inp.unit)
+        zero2 = later(inp.zero, 2, "zero")
+        c_word = reg(cell_shape, "c_word")  # at 2: the RAM's word, registered (RAM is slow)
+        c_prev = reg(cell_shape, "c_prev")  # at 3
+        m.d.sync += [c_word.eq(rd.data), c_prev.eq(Mux(zero2, 0, c_word))]
 
-        # c_t = f * c_{t-1} + i * g, exact, then one rounding (two cycles)
+        pre_frac, acc_w = preact_sum(qm)
+        pre_fmt = f["preact"]
+        sp = pre_frac - f["p"].frac - f["cell"].frac if peep else 0
+        p_shape = fmt_shape(f["p"]) if peep else None
+
+        def peephole_sum(acc, pc, name):
+            s = reg(signed(max(acc_w, len(pc) + sp) + 1), name)
+            m.d.sync += s.eq(acc + (pc << sp))
+            return s
+
+        # the pre-activations of i, f (with p c_{t-1}) and g (and o without peepholes)
+        pres = {}
+        if peep:
+            p_i = Rom(m, "peephole_i", p_shape, qm.p[:h_len])
+            p_f = Rom(m, "peephole_f", p_shape, qm.p[h_len : 2 * h_len])
+            m.d.comb += [p_i.addr.eq(inp.unit), p_f.addr.eq(inp.unit)]
+            for gate, rom in (("i", p_i), ("f", p_f)):
+                word = reg(p_shape, f"p_{gate}")  # at 2
+                m.d.sync += word.eq(rom.data)
+                pc = product(later(word, 1, f"p_{gate}_al"), c_prev, f"p{gate}_c")  # at 5
+                acc = later(getattr(inp, f"acc_{gate}"), 5, f"acc_{gate}")
+                total = peephole_sum(acc, pc, f"sum_{gate}")  # at 6
+                pres[gate], _ = round_stages(m, total, pre_frac, pre_fmt, name=f"pre_{gate}")
+            pres["g"], _ = round_stages(m, later(inp.acc_g, 6, "acc_g"), pre_frac, pre_fmt,
+                                        name="pre_g")  # fmt: skip
+        else:
+            for gate in "ifgo":
+                acc = getattr(inp, f"acc_{gate}")
+                pres[gate], _ = round_stages(m, acc, pre_frac, pre_fmt, name=f"pre_{gate}")
+        valid_pre = delay(m, valid, at["pre"], name="valid_pre")
+
+        sig, tanh = qm.tables["sigmoid"], qm.tables["tanh"]
+        gates = {
+            "i": pwl("sigmoid_i", sig, pres["i"], valid_pre),
+            "f": pwl("sigmoid_f", sig, pres["f"], valid_pre),
+            "g": pwl("tanh_g", tanh, pres["g"], valid_pre),
+        }
+        lat_of = {"i": PwlUnit.latency_for(sig), "f": PwlUnit.latency_for(sig)}
+        lat_of["g"] = PwlUnit.latency_for(tanh)
+        ready = {k: at["pre"] + lat_of[k] for k in "ifg"}
+        al = {k: later(v, at["gates"] - ready[k], f"{k}_al") for k, v in gates.items()}
+
+        # c_t = f * c_{t-1} + i * g, exact, then one rounding
         cell_frac, _ = exact_sum(qm.sums()["cell"])
         s_fc = cell_frac - f["gate"].frac - f["cell"].frac
         s_ig = cell_frac - f["gate"].frac - f["cand"].frac
-        fc = Signal(signed(len(gate_f) + len(cell_prev) + 1), name="f_c")
-        ig = Signal(signed(len(gate_i) + len(gate_g) + 1), name="i_g")
-        m.d.sync += [fc.eq(gate_f * cell_prev), ig.eq(gate_i * gate_g)]
-        c_sum = Signal(signed(max(len(fc) + s_fc, len(ig) + s_ig) + 1), name="c_sum")
-        m.d.comb += c_sum.eq((fc << s_fc) + (ig << s_ig))
-        c_new = Signal(fmt_shape(f["cell"]), name="c_new")
-        m.d.sync += c_new.eq(round_into(m, c_sum, cell_frac, f["cell"], name="c_rounded"))
-        t_c = pwl_lat + 2  # c_new holds unit's c_t this many cycles after i.valid
+        fc = product(al["f"], later(c_prev, at["gates"] - 3, "c_prev_al"), "f_c")
+        ig = product(al["i"], al["g"], "i_g")
+        c_sum = reg(signed(max(len(fc) + s_fc, len(ig) + s_ig) + 1), "c_sum")
+        m.d.sync += c_sum.eq((fc << s_fc) + (ig << s_ig))
+        c_new, _ = round_stages(m, c_sum, cell_frac, f["cell"], name="c_new")
+        t_c = at["c"]
         c_valid = delay(m, valid, t_c, name="c_valid")
+        unit_c = later(inp.unit, t_c, "unit_c")
+        m.d.comb += [wr.addr.eq(unit_c), wr.data.eq(c_new), wr.en.eq(c_valid)]
 
-        pre_frac, acc_w = preact_sum(qm)
         if peep:
-            # pre_o = round(acc_o + p_o * c_t): o's peephole sees this step's cell (two cycles)
-            sp = pre_frac - f["p"].frac - f["cell"].frac
-            p_o = [int(v) for v in qm.p[2 * qm.hidden_size :]]
-            rd = Rom(m, "peephole_o", fmt_shape(f["p"]), p_o)
-            m.d.comb += rd.addr.eq(delay(m, unit, t_c - 1, name="unit_p"))
-            pc = Signal(signed(len(rd.data) + len(c_new)), name="p_c")
-            m.d.sync += pc.eq(rd.data * c_new)
-            acc_o = delay(m, inp.pre_o, t_c + 1, name="acc_o")
-            o_sum = Signal(signed(max(acc_w, len(pc) + sp) + 1), name="o_sum")
-            m.d.comb += o_sum.eq(acc_o + (pc << sp))
-            pre_o = Signal(fmt_shape(f["preact"]), name="pre_o")
-            m.d.sync += pre_o.eq(round_into(m, o_sum, pre_frac, f["preact"], name="o_rounded"))
-            t_pre_o = t_c + 2
-            gate_o = pwl("sigmoid_o", sig, pre_o, delay(m, valid, t_pre_o, name="pre_o_valid"))
-            t_o = t_pre_o + pwl_lat
+            # pre_o = round(acc_o + p_o * c_t): o's peephole sees this step's cell
+            p_o = Rom(m, "peephole_o", p_shape, qm.p[2 * h_len :])
+            m.d.comb += p_o.addr.eq(later(inp.unit, t_c - 2, "unit_p"))
+            word = reg(p_shape, "p_o")  # at t_c, beside c_t
+            m.d.sync += word.eq(p_o.data)
+            pc = product(word, c_new, "po_c")  # at t_c + 2
+            acc = later(inp.acc_o, t_c + 2, "acc_o")
+            total = peephole_sum(acc, pc, "sum_o")
+            pres["o"], _ = round_stages(m, total, pre_frac, pre_fmt, name="pre_o")
+            valid_pre_o = delay(m, valid, at["pre_o"], name="valid_pre_o")
         else:
-            pre_o = inp.pre_o
-            t_pre_o = 0
-            gate_o = pwl("sigmoid_o", sig, pre_o, valid)
-            t_o = pwl_lat
+            valid_pre_o = valid_pre
+        gate_o = pwl("sigmoid_o", sig, pres["o"], valid_pre_o)
         tanh_c = pwl("tanh_cell", qm.tables["tanh_cell"], c_new, c_valid)
-        t_tc = t_c + pwl_lat
-        t_h = max(t_o, t_tc)  # o and tanh(c_t) meet here
-        o_al = delay(m, gate_o, t_h - t_o, name="o_al")
-        tc_al = delay(m, tanh_c, t_h - t_tc, name="tc_al")
+        o_al = later(gate_o, at["meet"] - at["o"], "o_al")
+        tc_al = later(tanh_c, at["meet"] - at["tanh_cell"], "tc_al")
 
-        # h_t = o * tanh(c_t), one rounding (two cycles)
-        oh = Signal(signed(len(o_al) + len(tc_al) + 1), name="o_tanh_cell")
-        m.d.sync += oh.eq(o_al * tc_al)
+        # h_t = o * tanh(c_t), one rounding
+        oh = product(o_al, tc_al, "o_tanh_cell")
         h_frac = f["gate"].frac + f["tanh_cell"].frac
-        h_new = round_into(m, oh, h_frac, f["h"], name="h_rounded")
-        assert t_h + 2 == lat
-        m.d.sync += [
-            self.o.valid.eq(delay(m, valid, lat - 1, name="h_valid")),
+        h_new, _ = round_stages(m, oh, h_frac, f["h"], name="h_new")
+        m.d.comb += [
+            self.o.valid.eq(delay(m, valid, lat, name="h_valid")),
             self.o.payload.h.eq(h_new),
-            self.o.payload.c.eq(delay(m, c_new, lat - t_c - 1, name="c_out")),
-            self.o.payload.unit.eq(delay(m, unit, lat - 1, name="unit_out")),
+            self.o.payload.c.eq(later(c_new, lat - t_c, "c_out")),
+            self.o.payload.unit.eq(later(inp.unit, lat, "unit_out")),
         ]
 
         # the trace: every value of this unit lined up with o.valid
-        at = {
-            "pre_i": (inp.pre_i, 0),
-            "pre_f": (inp.pre_f, 0),
-            "pre_g": (inp.pre_g, 0),
-            "pre_o": (pre_o, t_pre_o),
-            "i": (gate_i, pwl_lat),
-            "f": (gate_f, pwl_lat),
-            "g": (gate_g, pwl_lat),
-            "o": (o_al, t_h),
-            "tanh_cell": (tc_al, t_h),
+        shown = {
+            "pre_i": (pres["i"], at["pre"]),
+            "pre_f": (pres["f"], at["pre"]),
+            "pre_g": (pres["g"], at["pre"]),
+            "pre_o": (pres["o"], at["pre_o"]),
+            "i": (al["i"], at["gates"]),
+            "f": (al["f"], at["gates"]),
+            "g": (al["g"], at["gates"]),
+            "o": (o_al, at["meet"]),
+            "tanh_cell": (tc_al, at["meet"]),
         }
-        for name, (value, t) in at.items():
-            m.d.comb += getattr(self, f"trace_{name}").eq(
-                delay(m, value, lat - t, name=f"{name}_trace")
-            )
+        for name, (value, t) in shown.items():
+            m.d.comb += getattr(self, f"trace_{name}").eq(later(value, lat - t, f"{name}_trace"))
         return m

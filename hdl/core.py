@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hdl.cell import TRACE, CellUpdate
-from hdl.fixed import bits_for, fmt_shape, pick, vector_stream
+from hdl.fixed import bits_for, fmt_shape, vector_stream
 from hdl.mac import GateMacLane, operand_width
 from model.qmodel import LstmLayer
 
@@ -42,7 +43,7 @@ class Schedule:
     lanes: int
     groups: int  # G: row groups per step; each lane computes G rows
     columns: int  # K = I + H: products per row
-    cell_units: int  # cell updates side by side, one per four lanes
+    cell_units: int  # cell updates: one per layer, whatever the lane count
     min_cycles: int  # ceil(4H(I+H) / P): no design with P lanes takes fewer cycles per step
     pipeline_depth: int
 
@@ -50,13 +51,14 @@ class Schedule:
     def of(cls, layer: LstmLayer, lanes: int, *, name: str = "lstm1") -> Schedule:
         lanes = check_lanes(layer, lanes, name=name)
         h, k = layer.hidden_size, layer.input_size + layer.hidden_size
+        drain = lanes // 4 if lanes >= 4 else 0  # the last group's units, one per cycle
         return cls(
             lanes=lanes,
             groups=4 * h // lanes,
             columns=k,
-            cell_units=max(1, lanes // 4),
+            cell_units=1,
             min_cycles=math.ceil(4 * h * k / lanes),
-            pipeline_depth=GateMacLane.latency + CellUpdate.latency_for(layer) + 1,
+            pipeline_depth=GateMacLane.latency + drain + CellUpdate.latency_for(layer) + 3,
         )
 
     @property
@@ -94,34 +96,37 @@ class LstmCore(wiring.Component):
     ``i``: one beat per step, ``data`` = ``x_t`` (``I`` codes of ``x``), ``last`` on a
     sequence's last step. ``o``: ``h`` codes (``H`` codes of ``h``): one beat per step with
     ``output == "sequence"`` (``last`` on the last step), one beat with ``h_T`` per sequence
-    with ``"last"``. After a step with ``last`` the state is zero again. ``o.valid``,
-    ``o.payload`` come straight from registers, ``i.ready`` from a register and ``rst`` (low
-    while in reset). The core knows nothing of the layers around it
-    (:class:`hdl.network.NetworkCore` composes the chain).
+    with ``"last"``. After a step with ``last`` the next step reads ``h_{t-1} = c_{t-1} = 0``
+    (a flag: no memory is cleared). ``o.valid``, ``o.payload`` come straight from registers,
+    ``i.ready`` from a register and ``rst`` (low while in reset). The core knows nothing of
+    the layers around it (:class:`hdl.network.NetworkCore` composes the chain).
 
-    Schedule: ``lanes`` = P :class:`hdl.mac.GateMacLane` s each own ``4H / P`` gate rows
-    (unit-major: row group k of lane l is gate ``(kP + l) % 4`` of unit ``(kP + l) // 4``)
-    and take one column of ``[x_t ; h_{t-1}]`` per cycle, so a step issues
-    ``G * K = (4H / P) * (I + H)`` = ``ceil(4H(I+H) / P)`` MAC cycles. A hidden unit's
-    pre-activations go to one of ``max(1, P / 4)`` :class:`hdl.cell.CellUpdate` s as soon
-    as its four rows finish, overlapping the MACs of later units. A step ends when every
-    unit's ``c_t``, ``h_t`` is written; the next step starts in the same cycle. Hence
+    Schedule: ``lanes`` = P :class:`hdl.mac.GateMacLane` s (one multiplier each) each own
+    ``G = 4H / P`` gate rows (unit-major: row group k of lane l is gate ``(kP + l) % 4`` of
+    unit ``(kP + l) // 4``) and take one column of ``[x_t ; h_{t-1}]`` per cycle: ``x_t``
+    from a rotating shift register, ``h_{t-1}`` from a RAM (two banks, one read while this
+    step's ``h_t`` fills the other). A step issues ``G * K = (4H / P) * (I + H)`` =
+    ``ceil(4H(I+H) / P)`` MAC cycles. At each row group's end the P exact sums are latched
+    into a chain of registers that feeds the one :class:`hdl.cell.CellUpdate` a hidden unit
+    (four sums) per cycle (P < 4: the early gates wait in registers), overlapping the MACs
+    of the next group. Each finished ``h_t[j]`` goes to the ``h`` RAM and into the output
+    shift register. A step ends when every unit has left the cell update; the next step
+    starts in the same cycle. Hence
 
-        cycles_per_step = G * K + GateMacLane.latency + CellUpdate.latency + 1
+        cycles_per_step = G * K + GateMacLane.latency + (P / 4 if P >= 4 else 0)
+                          + CellUpdate.latency + 3
         latency         = cycles_per_step + 2   (input transfer to output valid, when idle)
 
     (:class:`Schedule`). Output back-pressure stalls the step's end; input beats wait in a
     one-beat holding register.
 
-    ``probe`` (for a testbench; nothing reads it, so it costs nothing after synthesis): for
-    each cell update ``u`` (0 to ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is
-    high, ``trace<u>_unit`` is the hidden unit j that just finished and ``trace<u>_pre_i``,
-    ``_pre_f``, ``_pre_g``, ``_pre_o`` (after its peephole term), ``_i``, ``_f``, ``_g``,
-    ``_o``, ``_c``, ``_tanh_cell``, ``_h`` are its codes of this step, as in
-    :func:`model.lstm.lstm_fixed`'s trace. ``cell_state_<j>`` and ``h_state_<j>`` hold
-    ``c_{t-1}``, ``h_{t-1}`` of the running step; ``step_start`` and ``step_commit`` pulse
-    when a step begins and ends. Submodules: ``lane<l>`` (MAC lanes), ``cell<u>`` (cell
-    updates).
+    ``probe`` (for a testbench; nothing reads it, so it costs nothing after synthesis):
+    while ``trace0_valid`` is high, ``trace0_unit`` is the hidden unit j that just finished
+    and ``trace0_pre_i``, ``_pre_f``, ``_pre_g``, ``_pre_o`` (after their peephole terms),
+    ``_i``, ``_f``, ``_g``, ``_o``, ``_c``, ``_tanh_cell``, ``_h`` are its codes of this step,
+    as in :func:`model.lstm.lstm_fixed`'s trace. ``step_start`` and ``step_commit`` pulse
+    when a step begins and ends. Submodules: ``lane<l>`` (MAC lanes), ``cell0`` (the cell
+    update).
     """
 
     def __init__(self, layer: LstmLayer, *, lanes: int = 1, output: str = "sequence",
@@ -140,15 +145,9 @@ class LstmCore(wiring.Component):
         shapes = {name: f["preact"] for name in ("pre_i", "pre_f", "pre_g", "pre_o")}
         shapes.update({name: f["gate"] for name in ("i", "f", "o")})
         shapes.update({"g": f["cand"], "tanh_cell": f["tanh_cell"], "c": f["cell"], "h": f["h"]})
-        probes = {}
-        for u in range(self.schedule.cell_units):
-            probes[f"trace{u}_valid"] = Out(1)
-            probes[f"trace{u}_unit"] = Out(unsigned(bits_for(h - 1)))
-            for k in (*TRACE, "c", "h"):
-                probes[f"trace{u}_{k}"] = Out(fmt_shape(shapes[k]))
-        for j in range(h):
-            probes[f"cell_state_{j}"] = Out(fmt_shape(f["cell"]))
-            probes[f"h_state_{j}"] = Out(fmt_shape(f["h"]))
+        probes = {"trace0_valid": Out(1), "trace0_unit": Out(unsigned(bits_for(h - 1)))}
+        for k in (*TRACE, "c", "h"):
+            probes[f"trace0_{k}"] = Out(fmt_shape(shapes[k]))
         probes["step_start"] = Out(1)
         probes["step_commit"] = Out(1)
         super().__init__(
@@ -203,32 +202,30 @@ class LstmCore(wiring.Component):
         f = qm.formats
         n_in, h = qm.input_size, qm.hidden_size
         sch = self.schedule
-        p, g_len, k_len, u_len = self._lanes, sch.groups, sch.columns, sch.cell_units
-        per_unit = max(1, 4 // p)  # row groups per hidden unit when P < 4
+        p, g_len, k_len = self._lanes, sch.groups, sch.columns
         m = Module()
         probe = self.probe
 
-        # ---- state
-        x_shape, h_shape, c_shape = fmt_shape(f["x"]), fmt_shape(f["h"]), fmt_shape(f["cell"])
-        x_next = [Signal(x_shape, name=f"x_next_{k}") for k in range(n_in)]
+        def reg(shape, name):
+            return Signal(shape, name=name, reset_less=True)
+
+        # ---- control state (reset) and the step's input (data: no reset)
+        x_shape, h_shape = fmt_shape(f["x"]), fmt_shape(f["h"])
+        x_next = [reg(x_shape, f"x_next_{k}") for k in range(n_in)]
         x_next_valid = Signal(name="x_next_valid")
         x_next_last = Signal(name="x_next_last")
-        x_cur = [Signal(x_shape, name=f"x_cur_{k}") for k in range(n_in)]
+        x_cur = [reg(x_shape, f"x_cur_{k}") for k in range(n_in)]  # rotates once per row
         cur_last = Signal(name="cur_last")
-        h_state = [Signal(h_shape, name=f"h_prev_{j}") for j in range(h)]
-        h_work = [Signal(h_shape, name=f"h_work_{j}") for j in range(h)]
-        cell_state = [Signal(c_shape, name=f"c_prev_{j}") for j in range(h)]
-        for j in range(h):
-            m.d.comb += [
-                getattr(probe, f"cell_state_{j}").eq(cell_state[j]),
-                getattr(probe, f"h_state_{j}").eq(h_state[j]),
-            ]
+        first_step = Signal(init=1, name="first_step")  # h_{t-1} = c_{t-1} = 0
+        bank = Signal(name="h_bank")  # the h RAM bank that holds h_{t-1}
         busy = Signal(name="busy")
         issuing = Signal(name="issuing")
         addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
         col = Signal(unsigned(bits_for(k_len - 1)), name="mac_col")
         grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
-        done = Signal(unsigned(bits_for(h)), name="units_done")
+        unit_bits = bits_for(h - 1)
+        hcol = Signal(unsigned(unit_bits), name="h_col")
+        all_done = Signal(name="all_done")  # every unit of the step has left the cell update
 
         # ---- input holding register: tready comes from a register
         # (low during reset too: a beat offered then would be lost)
@@ -239,10 +236,50 @@ class LstmCore(wiring.Component):
                 m.d.sync += x_next[k].eq(self.i.payload.data[k * wx : (k + 1) * wx])
             m.d.sync += [x_next_valid.eq(1), x_next_last.eq(self.i.payload.last)]
 
-        # ---- the MAC lanes: one column of [x_t ; h_{t-1}] per cycle, shared by all lanes
+        # ---- h_{t-1}: a RAM of two banks (h_t fills the other one while this one is read)
+        m.submodules.h_ram = h_ram = Memory(shape=h_shape, depth=2 << unit_bits, init=[])
+        h_rd = h_ram.read_port()
+        h_wr = h_ram.write_port()
+
+        # ---- issue, stage A: the counters; the h RAM is read one cycle ahead
+        m.d.comb += h_rd.addr.eq(Cat(hcol, bank))
+        # (every counter wraps to 0 at the step's last issue: a step start touches none)
+        with m.If(issuing):
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(col == k_len - 1):
+                m.d.sync += [col.eq(0), grp.eq(grp + 1)]
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+            with m.If(col >= n_in):
+                m.d.sync += hcol.eq(Mux(hcol == h - 1, 0, hcol + 1))
+            with m.If(addr == g_len * k_len - 1):
+                m.d.sync += [issuing.eq(0), addr.eq(0), grp.eq(0)]
+
+        # ---- stages B1, B: the beat every lane takes (x from the shift register, h from
+        # the RAM, whose word is registered first: a block RAM's output is slow)
+        ctl = Cat(addr, grp, col == 0, col == k_len - 1, col >= n_in)
+        ctl1, ctl2 = reg(ctl.shape(), "beat_ctl1"), reg(ctl.shape(), "beat_ctl")
+        beat_valid1, beat_valid = Signal(name="beat_valid1"), Signal(name="beat_valid")
+        h_word = reg(h_shape, "h_word")
+        m.d.sync += [
+            ctl1.eq(ctl),
+            ctl2.eq(ctl1),
+            beat_valid1.eq(issuing),
+            beat_valid.eq(beat_valid1),
+            h_word.eq(h_rd.data),
+        ]
+        aw, gw = len(addr), len(grp)
+        beat_addr, beat_slot = ctl2[:aw], ctl2[aw : aw + gw]
+        beat_first, beat_last, beat_is_h = ctl2[aw + gw], ctl2[aw + gw + 1], ctl2[aw + gw + 2]
         opw = operand_width(qm)
         operand = Signal(signed(opw), name="mac_operand")
-        m.d.comb += operand.eq(pick([*x_cur, *h_state], col))
+        h_prev = Mux(first_step, 0, h_word)
+        m.d.comb += operand.eq(Mux(beat_is_h, h_prev, x_cur[0]))
+        with m.If(beat_valid & ~beat_is_h):  # rotate: back in order after I columns
+            m.d.sync += [x_cur[k].eq(x_cur[(k + 1) % n_in]) for k in range(n_in)]
+        with m.Elif(~issuing & ~beat_valid1 & ~beat_valid):  # between steps: the next beat
+            m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
+
         lanes = []
         for lane in range(p):
             rows = [self._row(k, lane)[0] for k in range(g_len)]
@@ -250,74 +287,88 @@ class LstmCore(wiring.Component):
             lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
-                mac.i.valid.eq(issuing),
-                beat.addr.eq(addr),
-                beat.slot.eq(grp),
-                beat.first.eq(col == 0),
-                beat.last.eq(col == k_len - 1),
-                beat.is_h.eq(col >= n_in),
+                mac.i.valid.eq(beat_valid),
+                beat.addr.eq(beat_addr),
+                beat.slot.eq(beat_slot),
+                beat.first.eq(beat_first),
+                beat.last.eq(beat_last),
+                beat.is_h.eq(beat_is_h),
                 beat.operand.eq(operand),
             ]
-            if mac.peephole:
-                units = [self._row(k, lane)[1] for k in range(g_len)]
-                m.d.comb += beat.cell.eq(pick([cell_state[j] for j in units], grp))
-        with m.If(issuing):
-            m.d.sync += addr.eq(addr + 1)
-            with m.If(col == k_len - 1):
-                m.d.sync += [col.eq(0), grp.eq(grp + 1)]
-            with m.Else():
-                m.d.sync += col.eq(col + 1)
-            with m.If(addr == g_len * k_len - 1):
-                m.d.sync += issuing.eq(0)
 
-        # ---- gather a unit's four rows; P < 4 stages the early ones in registers
-        out0 = lanes[0].o
-        slot = out0.payload.slot
-        phase = slot[: (per_unit - 1).bit_length()] if per_unit > 1 else 0
-        cells = []
-        for u in range(u_len):
-            m.submodules[f"cell{u}"] = cell = CellUpdate(layer=qm)
-            cells.append(cell)
-            ci = cell.i.payload
-            for gate, name in enumerate(("pre_i", "pre_f", "pre_g", "pre_o")):
-                lane_ix = 4 * u + gate if p >= 4 else gate % p
-                field = "acc" if (gate == 3 and qm.peephole) else "preact"
-                value = getattr(lanes[lane_ix].o.payload, field)
-                if p < 4 and gate // p < per_unit - 1:
-                    staged = Signal(value.shape(), name=f"staged_{name}")
-                    with m.If(out0.valid & (phase == gate // p)):
+        # ---- the exact sums of a group go to the one cell update, a unit per cycle
+        m.submodules.cell0 = cell = CellUpdate(layer=qm)
+        ci = cell.i.payload
+        sums_valid = lanes[0].o.valid  # every lane finishes a row in the same cycle
+        unit_in = Signal(unsigned(unit_bits), name="unit_in")
+        acc_shape = lanes[0].o.payload.shape()
+        gate_names = ("acc_i", "acc_f", "acc_g", "acc_o")
+        if p >= 4:
+            # a chain of P/4 slots (a unit's four sums each), loaded at the group's end and
+            # shifted toward the cell update one slot per cycle
+            n_slots = p // 4
+            chain = [[reg(acc_shape, f"chain{u}_{g}") for g in gate_names] for u in range(n_slots)]
+            left = Signal(unsigned(bits_for(n_slots)), name="drain_left")
+            with m.If(sums_valid):
+                for u in range(n_slots):
+                    m.d.sync += [chain[u][g].eq(lanes[4 * u + g].o.payload) for g in range(4)]
+                m.d.sync += left.eq(n_slots)
+            with m.Else():  # shift every other cycle: a register selects, nothing enables
+                for u in range(n_slots - 1):
+                    m.d.sync += [chain[u][g].eq(chain[u + 1][g]) for g in range(4)]
+                with m.If(left != 0):
+                    m.d.sync += left.eq(left - 1)
+            cell_valid = left != 0
+            sums = chain[0]
+        else:
+            per_unit = 4 // p  # row groups per hidden unit
+            phase = Signal(range(per_unit), name="gate_phase")
+            with m.If(sums_valid):
+                m.d.sync += phase.eq(Mux(phase == per_unit - 1, 0, phase + 1))
+            sums = []
+            for gate, gname in enumerate(gate_names):
+                value = lanes[gate % p].o.payload
+                if gate // p < per_unit - 1:
+                    staged = reg(acc_shape, f"staged_{gname}")
+                    with m.If(sums_valid & (phase == gate // p)):
                         m.d.sync += staged.eq(value)
                     value = staged
-                m.d.comb += getattr(ci, name).eq(value)
-            units = [self._row(k, 4 * u if p >= 4 else 0)[1] for k in range(g_len)]
-            unit = Signal(ci.unit.shape(), name=f"cell{u}_unit")
-            m.d.comb += [
-                unit.eq(pick(units, slot)),
-                ci.unit.eq(unit),
-                ci.cell.eq(pick([cell_state[j] for j in units], slot)),
-                cell.i.valid.eq(out0.valid & (phase == per_unit - 1)),
-            ]
-            res = cell.o.payload
-            # named copies for a testbench: this unit's values of SPEC §2 as it finishes
-            shown = {"valid": cell.o.valid, "unit": res.unit, "c": res.c, "h": res.h}
-            shown.update({name: getattr(cell, f"trace_{name}") for name in TRACE})
-            for name, value in shown.items():
-                m.d.comb += getattr(probe, f"trace{u}_{name}").eq(value)
-            for j in range(h):
-                if j % u_len != u:
-                    continue
-                with m.If(cell.o.valid & (res.unit == j)):
-                    m.d.sync += [cell_state[j].eq(res.c), h_work[j].eq(res.h)]
-        with m.If(cells[0].o.valid):
-            m.d.sync += done.eq(done + u_len)
+                sums.append(value)
+            cell_valid = sums_valid & (phase == per_unit - 1)
+        m.d.comb += [getattr(ci, g).eq(v) for g, v in zip(gate_names, sums)]
+        m.d.comb += [cell.i.valid.eq(cell_valid), ci.unit.eq(unit_in), ci.zero.eq(first_step)]
+        with m.If(cell_valid):
+            m.d.sync += unit_in.eq(Mux(unit_in == h - 1, 0, unit_in + 1))
 
-        # ---- the end of a step: commit the state, offer h_t, start the next step
+        # ---- a finished unit: h_t to the RAM's other bank and into the output shift register
+        res = cell.o.payload
+        out_shift = [reg(h_shape, f"h_out_{j}") for j in range(h)]
+        m.d.comb += [
+            h_wr.addr.eq(Cat(res.unit, ~bank)),
+            h_wr.data.eq(res.h),
+            h_wr.en.eq(cell.o.valid),
+        ]
+        with m.If(cell.o.valid):  # units finish in increasing order: unit 0 ends up at 0
+            m.d.sync += [out_shift[j].eq(out_shift[j + 1]) for j in range(h - 1)]
+            m.d.sync += out_shift[h - 1].eq(res.h)
+            with m.If(res.unit == h - 1):
+                m.d.sync += all_done.eq(1)
+        # named copies for a testbench: this unit's values of SPEC §2 as it finishes
+        shown = {"valid": cell.o.valid, "unit": res.unit, "c": res.c, "h": res.h}
+        shown.update({name: getattr(cell, f"trace_{name}") for name in TRACE})
+        for name, value in shown.items():
+            m.d.comb += getattr(probe, f"trace0_{name}").eq(value)
+
+        # ---- the end of a step: offer h_t, swap the banks, start the next step
         emit = Const(1, 1) if self._output == "sequence" else cur_last
-        out_free = ~self.o.valid | self.o.ready
+        out_data = reg(self.o.payload.data.shape(), "out_data")
+        m.d.comb += self.o.payload.data.eq(out_data)
         commit = Signal(name="step_commit")
         start = Signal(name="step_start")
         m.d.comb += [
-            commit.eq(busy & ~issuing & (done == h) & (out_free | ~emit)),
+            # from registers only: an offered beat must be gone (o.ready reaches nothing but
+            # o.valid, so it fans out to no enable)
+            commit.eq(all_done & ~(self.o.valid & emit)),  # all_done only while busy
             start.eq((~busy | commit) & x_next_valid),
             probe.step_commit.eq(commit),
             probe.step_start.eq(start),
@@ -325,26 +376,13 @@ class LstmCore(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(commit):
-            m.d.sync += [done.eq(0), busy.eq(0)]
-            for j in range(h):
-                m.d.sync += h_state[j].eq(h_work[j])
-            with m.If(cur_last):  # the next sequence starts from zero
-                m.d.sync += [v.eq(0) for v in (*h_state, *cell_state)]
+            m.d.sync += [all_done.eq(0), busy.eq(0), bank.eq(~bank), first_step.eq(cur_last)]
             with m.If(emit):
-                m.d.sync += [
-                    self.o.payload.data.eq(Cat(*h_work)),
-                    self.o.valid.eq(1),
-                    self.o.payload.last.eq(cur_last),
-                ]
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(cur_last)]
+        # the H codes load when the step is complete and no beat is offered: two registers
+        # drive that enable (commit follows in the same cycle when the step emits)
+        with m.If(all_done & ~self.o.valid):
+            m.d.sync += out_data.eq(Cat(*out_shift))
         with m.If(start):
-            m.d.sync += [x_cur[k].eq(x_next[k]) for k in range(n_in)]
-            m.d.sync += [
-                cur_last.eq(x_next_last),
-                x_next_valid.eq(0),
-                busy.eq(1),
-                issuing.eq(1),
-                addr.eq(0),
-                col.eq(0),
-                grp.eq(0),
-            ]
+            m.d.sync += [cur_last.eq(x_next_last), x_next_valid.eq(0), busy.eq(1), issuing.eq(1)]
         return m

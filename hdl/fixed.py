@@ -74,22 +74,27 @@ def round_into(m, value, src_frac: int, fmt: Format, *, name: str = "rounded") -
 
 
 #: cycles from :func:`round_stages`' value to its code
-ROUND_LATENCY = 2
+ROUND_LATENCY = 3
 
 
 def round_stages(m, value, src_frac: int, fmt: Format, *, name: str = "rounded"):
-    """:func:`round_into` in two register stages: ``(code, ROUND_LATENCY)``.
+    """:func:`round_into` in register stages: ``(code, ROUND_LATENCY)``.
 
     Stage 1 registers the quantized value (floor plus the Q rule's increment: one carry
-    chain), stage 2 the O rule's compare and select. ``code`` holds the code of ``value``
-    as it was :data:`ROUND_LATENCY` cycles earlier; the registers carry no reset (data).
+    chain), stage 2 the O rule's two range compares (a carry chain each) beside the low
+    ``W`` bits, stage 3 the select. ``code`` holds the code of ``value`` as it was
+    :data:`ROUND_LATENCY` cycles earlier; the registers carry no reset (data).
     """
     quant = _quantize(m, value, src_frac, fmt, name)
     quant_r = Signal(quant.shape(), name=f"{name}_qr", reset_less=True)
     m.d.sync += quant_r.eq(quant)
-    out = _overflow(m, quant_r, fmt, name)
-    out_r = Signal(out.shape(), name=f"{name}_r", reset_less=True)
-    m.d.sync += out_r.eq(out)
+    low, high, wrapped, lo, hi = _range(quant_r, fmt)
+    low_r = Signal(name=f"{name}_low", reset_less=True)
+    high_r = Signal(name=f"{name}_high", reset_less=True)
+    wrapped_r = Signal(wrapped.shape(), name=f"{name}_wrapped", reset_less=True)
+    m.d.sync += [low_r.eq(low), high_r.eq(high), wrapped_r.eq(wrapped)]
+    out_r = Signal(fmt_shape(fmt), name=f"{name}_r", reset_less=True)
+    m.d.sync += out_r.eq(_select(fmt, low_r, high_r, wrapped_r, lo, hi))
     return out_r, ROUND_LATENCY
 
 
@@ -132,9 +137,9 @@ def _quantize(m, value, src_frac: int, fmt: Format, name: str) -> Signal:
     return quant
 
 
-def _overflow(m, quant, fmt: Format, name: str) -> Signal:
-    """The O rule: the quantized value ``quant`` (signed) as a code of ``fmt``."""
-    out = Signal(fmt_shape(fmt), name=name)
+def _range(quant, fmt: Format):
+    """``(low, high, wrapped, lo, hi)``: whether the signed ``quant`` lies below or above
+    ``fmt``'s range (after SAT_SYM's symmetric bound), its low ``W`` bits, the bounds."""
     lo, hi = fmt.code_min, fmt.code_max
     if fmt.o == "SAT_SYM" and fmt.signed and fmt.width >= 2:
         lo = -hi
@@ -147,12 +152,22 @@ def _overflow(m, quant, fmt: Format, name: str) -> Signal:
     wrapped = quant[: fmt.width]
     if fmt.signed:
         wrapped = wrapped.as_signed()
+    return low, high, wrapped, lo, hi
+
+
+def _select(fmt: Format, low, high, wrapped, lo: int, hi: int):
+    """The O rule's result from :func:`_range`'s flags and bits."""
     if fmt.o == "WRAP":
-        m.d.comb += out.eq(wrapped)
-    elif fmt.o == "SAT_ZERO":
-        m.d.comb += out.eq(Mux(low | high, 0, wrapped))
-    else:  # SAT, SAT_SYM
-        m.d.comb += out.eq(Mux(low, lo, Mux(high, hi, wrapped)))
+        return wrapped
+    if fmt.o == "SAT_ZERO":
+        return Mux(low | high, 0, wrapped)
+    return Mux(low, lo, Mux(high, hi, wrapped))  # SAT, SAT_SYM
+
+
+def _overflow(m, quant, fmt: Format, name: str) -> Signal:
+    """The O rule: the quantized value ``quant`` (signed) as a code of ``fmt``."""
+    out = Signal(fmt_shape(fmt), name=name)
+    m.d.comb += out.eq(_select(fmt, *_range(quant, fmt)))
     return out
 
 
@@ -189,19 +204,16 @@ class RomExport:
     words as a ``$readmemh`` file.
     """
 
-    def __init__(self, module: str, mul_module: str | None = None):
+    def __init__(self, module: str):
         self.module = module
         self.roms: list[tuple[Instance, int, list[int]]] = []
-        #: the Verilog module every :func:`product` instantiates, and how many did
-        self.mul_module = mul_module
-        self.muls = 0
 
 
 _EXPORT: ContextVar[RomExport | None] = ContextVar("lstmfx_rom_export", default=None)
 
 
 @contextmanager
-def rom_instances(module: str, mul_module: str | None = None):
+def rom_instances(module: str):
     """While active, every :class:`Rom` of more than one word elaborates to an ``Instance``
     of the Verilog module ``module`` (parameters ``WIDTH``, ``DEPTH``, ``ABITS``,
     ``INIT_FILE``; ports ``clk``, ``addr``, ``data``) instead of an Amaranth memory with
@@ -212,7 +224,7 @@ def rom_instances(module: str, mul_module: str | None = None):
     generation time and 400k lines that vendor tools parse for minutes. Outside this
     context (Amaranth's simulator) ROMs keep their contents in the netlist.
     """
-    export = RomExport(module, mul_module)
+    export = RomExport(module)
     token = _EXPORT.set(export)
     try:
         yield export
@@ -257,41 +269,16 @@ class Rom:
 
 #: cycles from :func:`product`'s operands to their product
 MUL_LATENCY = 2
-#: the widest signed operands one DSP multiplier takes (ECP5 MULT18X18D, Xilinx DSP48's B)
-DSP_WIDTH = 18
 
 
 def product(m, a, b, *, name: str) -> Signal:
     """``a * b`` in the shape of a DSP block: ``a`` and ``b`` go into input registers, their
-    product into a pipeline register, so the product of the operands of cycle ``t`` is on
-    the returned signal at ``t + MUL_LATENCY``. No reset (data registers).
-
-    Why a primitive: Yosys maps a ``$mul`` onto a MULT18X18D with every register bypassed,
-    and a fabric flip-flop -> multiplier -> flip-flop path alone takes about 7.4 ns on an
-    ECP5-85 (134 MHz). With the registers inside the block it does not limit 150 MHz. So
-    inside :func:`rom_instances` (the Verilog export) a product of operands that fit a DSP
-    (:data:`DSP_WIDTH` signed bits) is an ``Instance`` of ``mul_module`` (parameters
-    ``A_WIDTH``, ``B_WIDTH``; ports ``clk``, ``a``, ``b``, ``p``): behavioural Verilog that
-    vendor tools pack into a DSP with its registers, and that ``lstmfx synth`` replaces on
-    ECP5 with a MULT18X18D whose input and pipeline registers are on.
+    product into an output register, so the product of the operands of cycle ``t`` is on
+    the returned signal at ``t + MUL_LATENCY``. No reset (data registers): vendor tools and
+    ``lstmfx synth`` (hdl/synth.py's register packing) put both registers inside the DSP.
     """
-    a_s = as_signed(m, a, len(a) + (0 if a.shape().signed else 1), name=f"{name}_a")
-    b_s = as_signed(m, b, len(b) + (0 if b.shape().signed else 1), name=f"{name}_b")
-    p = Signal(signed(len(a_s) + len(b_s)), name=name, reset_less=True)
-    export = _EXPORT.get()
-    if export is not None and export.mul_module and max(len(a_s), len(b_s)) <= DSP_WIDTH:
-        m.submodules[f"{name}_mul"] = Instance(
-            export.mul_module,
-            p_A_WIDTH=len(a_s),
-            p_B_WIDTH=len(b_s),
-            i_clk=ClockSignal(),
-            i_a=a_s,
-            i_b=b_s,
-            o_p=p,
-        )
-        export.muls += 1
-        return p
-    a_r = Signal(a_s.shape(), name=f"{name}_ar", reset_less=True)
-    b_r = Signal(b_s.shape(), name=f"{name}_br", reset_less=True)
-    m.d.sync += [a_r.eq(a_s), b_r.eq(b_s), p.eq(a_r * b_r)]
+    a_r = Signal(a.shape(), name=f"{name}_a", reset_less=True)
+    b_r = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+    p = Signal(signed(len(a) + len(b) + 1), name=name, reset_less=True)
+    m.d.sync += [a_r.eq(a), b_r.eq(b), p.eq(a_r * b_r)]
     return p

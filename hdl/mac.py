@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import Rom, bits_for, fmt_shape, round_into, signed_width
+from hdl.fixed import Rom, bits_for, delay, fmt_shape, pick, signed_width
 from model.qmodel import LstmLayer, exact_sum
+
+#: the deepest weight bank piece: one block RAM deep in every ECP5 / 7-series / Cyclone
+#: shape of up to 18 bits (2048 x 9, two wide), so that Yosys adds no multiplexer after it
+BANK_WORDS = 2048
 
 
 def operand_width(qm: LstmLayer) -> int:
@@ -26,26 +30,29 @@ def preact_sum(qm: LstmLayer) -> tuple[int, int]:
 
 
 class GateMacLane(wiring.Component):
-    """Pre-activations of ``rows`` (indices into the 4H gate rows), one row after another.
+    """The exact pre-activation sums of ``rows`` (indices into the 4H gate rows), one row
+    after another, one product per cycle on one multiplier.
 
     For each row the lane takes ``K = I + H`` beats on ``i``, one per column of
     ``[x_t ; h_{t-1}]``: ``operand`` is the column's code (``x`` for the first ``I`` columns,
-    ``h`` after them), ``addr`` the beat's place in the lane's weight ROM
-    (``row_slot * K + column``), ``slot`` the row's place in ``rows``, ``first``/``last``
-    mark the row's first and last column, and ``cell`` is ``c_{t-1}`` of the row's unit
-    (read on ``first``, used only by i and f rows of a peephole model).
+    ``h`` after them), ``addr`` the beat's place in the lane's weight bank
+    (``row_slot * K + column``), ``slot`` the row's place in ``rows`` (the bias bank's
+    address), ``first``/``last`` mark the row's first and last column, ``is_h`` the ``h``
+    columns.
 
-    It adds the exact products into an accumulator that starts from the bias and, for
-    peephole i/f rows, ``p * c_{t-1}``; no rounding happens before the end. ``o`` then
-    carries ``slot``, ``preact`` (the sum rounded once into the ``preact`` format) and
-    ``acc`` (the exact sum at :func:`preact_sum` fractional bits; for peephole o rows it
-    lacks ``p_o * c_t``, which the cell update adds before rounding).
+    It adds the exact products into an accumulator that starts from the bias; nothing is
+    rounded. ``o.payload`` is the exact sum ``W x + R h + b`` at :func:`preact_sum`
+    fractional bits (peephole terms are the cell update's business).
 
-    Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency` (4)
-    cycles after the beat with ``last``; rows may follow each other with no gap.
+    Pipeline (the shape a DSP block and a block RAM want): weight bank read (a bank deeper
+    than :data:`BANK_WORDS` is several ROMs, ``weights``, ``weights1``, ...), its word
+    registered (then picked among the pieces), the multiplier's input registers, its output
+    register, then the accumulator in fabric. Handshake: ``always_ready`` streams, no stall;
+    ``o.valid`` pulses :attr:`latency` (5) cycles after the beat with ``last`` and
+    ``o.payload`` holds the sum in that cycle only; rows may follow each other with no gap.
     """
 
-    latency = 4
+    latency = 5
 
     def __init__(self, *, layer: LstmLayer, rows):
         if not isinstance(layer, LstmLayer):
@@ -57,9 +64,6 @@ class GateMacLane(wiring.Component):
         self._qm = layer
         self._rows = tuple(rows)
         k = layer.input_size + layer.hidden_size
-        h = layer.hidden_size
-        self._peep = layer.peephole and any(r < 2 * h for r in rows)
-        cell_shape = fmt_shape(layer.formats["cell"])
         frac, acc_w = preact_sum(layer)
         self._acc_frac = frac
         self._acc_w = acc_w
@@ -71,20 +75,12 @@ class GateMacLane(wiring.Component):
                 "last": 1,
                 "is_h": 1,
                 "operand": signed(operand_width(layer)),
-                "cell": cell_shape,
-            }
-        )
-        result = data.StructLayout(
-            {
-                "slot": unsigned(bits_for(len(rows) - 1)),
-                "preact": fmt_shape(layer.formats["preact"]),
-                "acc": signed(acc_w),
             }
         )
         super().__init__(
             {
                 "i": In(stream.Signature(beat, always_ready=True)),
-                "o": Out(stream.Signature(result, always_ready=True)),
+                "o": Out(stream.Signature(signed(acc_w), always_ready=True)),
             }
         )
 
@@ -92,66 +88,67 @@ class GateMacLane(wiring.Component):
     def rows(self) -> tuple[int, ...]:
         return self._rows
 
-    @property
-    def peephole(self) -> bool:
-        """True when this lane adds ``p * c_{t-1}`` (a peephole model with i or f rows)."""
-        return self._peep
-
     def elaborate(self, platform):
         qm = self._qm
         f = qm.formats
-        h = qm.hidden_size
         m = Module()
         beat = self.i.payload
+
+        def reg(shape, name):
+            return Signal(shape, name=name, reset_less=True)
 
         coefs = []
         for r in self._rows:
             coefs.extend(int(v) for v in qm.w[r])
             coefs.extend(int(v) for v in qm.r[r])
-        rd_w = Rom(m, "weights", signed(coef_width(qm)), coefs)
+        # a bank deeper than BANK_WORDS is cut into pieces of that depth, each read into its
+        # own register before a multiplexer picks one: a block RAM's output never feeds logic
+        w_shape = signed(coef_width(qm))
+        pieces = [coefs[k : k + BANK_WORDS] for k in range(0, len(coefs), BANK_WORDS)]
+        low = (BANK_WORDS - 1).bit_length() if len(pieces) > 1 else len(beat.addr)
+        rd_ws = []
+        for k, words in enumerate(pieces):
+            rd = Rom(m, "weights" if k == 0 else f"weights{k}", w_shape, words)
+            m.d.comb += rd.addr.eq(beat.addr[:low])
+            rd_ws.append(rd)
         rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows])
-        m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
+        m.d.comb += rd_b.addr.eq(beat.slot)
 
-        # stage 1: ROM words arrive; the beat's fields are registered alongside
-        s1 = Signal(self._beat, name="s1")
-        v1 = Signal(name="v1")
-        m.d.sync += [s1.eq(beat), v1.eq(self.i.valid)]
+        # the beat's control bits travel beside the data: valid (reset), the rest (no reset)
+        valid = [self.i.valid]
+        ctl = [Cat(beat.first, beat.last, beat.is_h)]
+        for k in range(1, 5):
+            valid.append(delay(m, valid[-1], 1, name=f"v{k}"))
+            ctl.append(delay(m, ctl[-1], 1, name=f"ctl{k}", reset_less=True))
 
-        # stage 2: the product, and the starting value of the sum
+        # stage 1: the bank words arrive; stage 2: registered (a block RAM's output is slow)
+        w2s = [reg(w_shape, f"weight{k}" if k else "weight") for k in range(len(rd_ws))]
+        b2 = reg(rd_b.data.shape(), "bias_word")
+        m.d.sync += [w.eq(rd.data) for w, rd in zip(w2s, rd_ws)]
+        m.d.sync += b2.eq(rd_b.data)
+        if len(w2s) > 1:
+            piece = delay(m, beat.addr[low:], 2, name="piece", reset_less=True)
+            w2 = pick(w2s, piece)
+        else:
+            w2 = w2s[0]
+        x2 = delay(m, beat.operand, 2, name="operand", reset_less=True)
+
+        # stage 3: the multiplier's input registers; stage 4: its output register
+        wa = reg(w_shape, "mul_a")
+        xb = reg(x2.shape(), "mul_b")
+        prod = reg(signed(len(wa) + len(xb)), "product")
+        m.d.sync += [wa.eq(w2), xb.eq(x2), prod.eq(wa * xb)]
+        b4 = delay(m, b2, 2, name="bias", reset_less=True)
+
+        # stage 5: accumulate, exactly, in fabric
         sx = self._acc_frac - f["w"].frac - f["x"].frac
         sh = self._acc_frac - f["r"].frac - f["h"].frac
         sb = self._acc_frac - f["b"].frac
-        prod = Signal(signed(len(rd_w.data) + len(s1.operand)), name="product")
-        start = Signal(signed(self._acc_w), name="start")
-        s2 = Signal(self._beat, name="s2")
-        v2 = Signal(name="v2")
-        m.d.sync += [prod.eq(rd_w.data * s1.operand), s2.eq(s1), v2.eq(v1)]
-        if self._peep:
-            sp = self._acc_frac - f["p"].frac - f["cell"].frac
-            # p of each row (0 for g and o rows: o's peephole sees c_t, in the cell update)
-            p_init = [int(qm.p[r]) if r < 2 * h else 0 for r in self._rows]
-            rd_p = Rom(m, "peephole", fmt_shape(f["p"]), p_init)
-            m.d.comb += rd_p.addr.eq(beat.slot)
-            m.d.sync += start.eq((rd_b.data << sb) + ((rd_p.data * s1.cell) << sp))
-        else:
-            m.d.sync += start.eq(rd_b.data << sb)
-
-        # stage 3: accumulate, exactly
-        acc = Signal(signed(self._acc_w), name="acc")
-        term = Mux(s2.is_h, prod << sh, prod << sx)
-        s3 = Signal(self._beat, name="s3")
-        v3 = Signal(name="v3")
-        with m.If(v2):
-            m.d.sync += acc.eq(Mux(s2.first, start, acc) + term)
-        m.d.sync += [s3.eq(s2), v3.eq(v2)]
-
-        # stage 4: the one rounding into preact
-        preact = round_into(m, acc, self._acc_frac, f["preact"], name="preact_rounded")
-        m.d.sync += self.o.valid.eq(v3 & s3.last)
-        with m.If(v3 & s3.last):
-            m.d.sync += [
-                self.o.payload.slot.eq(s3.slot),
-                self.o.payload.preact.eq(preact),
-                self.o.payload.acc.eq(acc),
-            ]
+        first, last, is_h = ctl[4][0], ctl[4][1], ctl[4][2]
+        acc = reg(signed(self._acc_w), "acc")
+        term = Mux(is_h, prod << sh, prod << sx)
+        with m.If(valid[4]):
+            m.d.sync += acc.eq(Mux(first, b4 << sb, acc) + term)
+        m.d.sync += self.o.valid.eq(valid[4] & last)
+        m.d.comb += self.o.payload.eq(acc)
         return m

@@ -250,7 +250,7 @@ class NetworkCore(wiring.Component):
     Only the top LSTM layer has ``output = "last"``.
 
     For a testbench, every probe of every layer core appears in the top module as
-    ``<layer>_<probe>`` (``lstm2_trace0_pre_i``, ``lstm1_cell_state_3``, ``dense1_trace0_out``);
+    ``<layer>_<probe>`` (``lstm2_trace0_pre_i``, ``lstm1_step_commit``, ``dense1_trace0_out``);
     a dense layer's lane 0 also as ``<layer>_trace_valid``, ``_index``, ``_out``, ``_acc``.
     """
 

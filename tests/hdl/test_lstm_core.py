@@ -6,6 +6,7 @@ import pytest
 from hdl_models import ODD_FORMATS, make_qmodel, random_inputs
 from stream_bench import assert_same, expected, run_network
 
+from hdl import mac
 from hdl.core import LstmCore, valid_lanes
 from hdl.network import OUTPUT_CYCLES, NetworkCore
 from model.lstm import lstm_fixed
@@ -75,7 +76,8 @@ def test_cycles_per_step_and_latency_as_stated(lanes):
     bound = -(-4 * h * (i + h) // lanes)
     assert hw["min_cycles_per_step"] == bound == hw["mac_cycles_per_step"]
     assert hw["cycles_per_step"] == bound + hw["pipeline_depth"]
-    assert hw["pipeline_depth"] <= 20
+    # the pipelines (lane, drain chain, cell update) do not grow with I or H
+    assert hw["pipeline_depth"] <= 64 + lanes // 4
 
 
 def test_lane_counts():
@@ -87,3 +89,16 @@ def test_lane_counts():
         qm.hardware = {"lanes": bad}
         with pytest.raises(ValueError, match=r"lstm1|lanes"):
             NetworkCore(qm)
+
+
+def test_deep_banks_in_pieces(monkeypatch):
+    """Weight banks cut into ROM pieces (BANK_WORDS made small): the same codes, the
+    same cycles per step and latency."""
+    monkeypatch.setattr(mac, "BANK_WORDS", 8)
+    qm = make_qmodel(3, 4, lanes=4, peephole=True, seed=3)  # banks of 4 * 7 = 28 words
+    seqs = random_inputs(qm, [5, 2], seed=6)
+    res, dut = run_network(qm, seqs)
+    assert_same(res, expected(qm, seqs))
+    (hw,) = dut.hardware()["layers"]
+    assert set(np.diff(res.beat_cycles[:4]).tolist()) == {hw["cycles_per_step"]}
+    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]

@@ -134,7 +134,7 @@ def test_probes_of_every_layer():
 
 def test_dense_head_is_the_slowest():
     """A wide head with one lane sets the pace of a sequence network."""
-    net = make_network(2, [2], [6, 5], seed=5)
+    net = make_network(2, [2], [12, 10], seed=5)
     lanes = {"lstm1": 8, "dense1": 1, "dense2": 1}
     seqs = random_inputs(net, [5], seed=4)
     res, dut = run_network(net, seqs, lanes=lanes, junk=False)

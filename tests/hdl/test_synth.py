@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import lstmfx
-from hdl.synth import DEVICES, SynthResult, critical_path, fmax, parse_report
+from hdl.synth import (
+    DEVICES,
+    SynthResult,
+    critical_path,
+    fmax,
+    pack_block_registers,
+    parse_report,
+)
 
 KEYS = ("fmax_mhz", "lut", "ff", "dsp", "bram", "device", "target_mhz", "critical_path", "met")
 LANES = 2
@@ -159,3 +166,66 @@ def test_intel_estimate_is_labelled_and_counts_cells(tmp_path, capsys):
     assert est["estimate"] is True and est["vendor"] == "intel"
     assert est["lut"] > 0 and est["ff"] > 0 and est["dsp"] >= LANES
     assert "fmax_mhz" not in est  # no place and route, so no timing
+
+
+def _ff(d, q, *, clk=1, enable=False):
+    prm = {"CEMUX": "CE" if enable else "1 ", "CLKMUX": "CLK", "GSR": "DISABLED",
+           "LSRMUX": "LSR", "REGSET": "RESET"}  # fmt: skip
+    con = {"CLK": [clk], "DI": [d], "LSR": ["0"], "Q": [q]}
+    if enable:
+        con["CE"] = [2]
+    dirs = {"CLK": "input", "DI": "input", "LSR": "input", "Q": "output", "CE": "input"}
+    return {"type": "TRELLIS_FF", "parameters": prm, "connections": con, "port_directions": dirs}
+
+
+def _netlist(*, enable_b=False):
+    """A MULT18X18D between plain registers (B's with an enable if ``enable_b``) and a
+    DP16KD port whose outputs feed plain registers: Yosys' shape of hdl/mac.py's lane."""
+    cells, bit = {}, iter(range(10, 10_000))
+    mult = {"type": "MULT18X18D", "parameters": {}, "connections": {}, "port_directions": {}}
+    for group in "AB":
+        for k in range(18):
+            d, q = next(bit), next(bit)
+            cells[f"ff_{group}{k}"] = _ff(d, q, enable=group == "B" and enable_b)
+            mult["connections"][f"{group}{k}"] = [q]
+            mult["port_directions"][f"{group}{k}"] = "input"
+    for k in range(36):
+        p, q = next(bit), next(bit)
+        mult["connections"][f"P{k}"] = [p]
+        mult["port_directions"][f"P{k}"] = "output"
+        cells[f"ff_P{k}"] = _ff(p, q)
+    cells["mult"] = mult
+    ram = {"type": "DP16KD", "parameters": {"REGMODE_A": "NOREG"}, "port_directions": {},
+           "connections": {"CLKA": [1], "OCEA": ["1"], "RSTA": ["0"]}}  # fmt: skip
+    for k in range(18):
+        do, q = next(bit), next(bit)
+        ram["connections"][f"DOA{k}"] = [do]
+        ram["port_directions"][f"DOA{k}"] = "output"
+        cells[f"ff_DO{k}"] = _ff(do, q)
+    cells["ram"] = ram
+    return {"modules": {"top": {"ports": {"clk": {"bits": [1]}}, "cells": cells}}}
+
+
+def test_block_registers_are_packed():
+    """Plain registers around the multiplier and after the RAM move into the blocks: the
+    pins take the registers' D (inputs) or Q (outputs), the registers go."""
+    net = _netlist()
+    cells = net["modules"]["top"]["cells"]
+    want_a = cells["ff_A3"]["connections"]["DI"]
+    want_p = cells["ff_P5"]["connections"]["Q"]
+    want_do = cells["ff_DO2"]["connections"]["Q"]
+    assert pack_block_registers(net, "top") == 4
+    mult, ram = cells["mult"], cells["ram"]
+    assert {mult["parameters"][f"REG_{k}_CLK"] for k in ("INPUTA", "INPUTB", "OUTPUT")} == {"CLK0"}
+    assert mult["connections"]["CLK0"] == [1] and mult["connections"]["A3"] == want_a
+    assert mult["connections"]["P5"] == want_p
+    assert ram["parameters"]["REGMODE_A"] == "OUTREG" and ram["connections"]["DOA2"] == want_do
+    assert not [n for n, c in cells.items() if c["type"] == "TRELLIS_FF"]
+
+
+def test_registers_with_an_enable_stay():
+    net = _netlist(enable_b=True)
+    cells = net["modules"]["top"]["cells"]
+    assert pack_block_registers(net, "top") == 3
+    assert "REG_INPUTB_CLK" not in cells["mult"]["parameters"]
+    assert sum(c["type"] == "TRELLIS_FF" for c in cells.values()) == 18

@@ -50,7 +50,7 @@ def test_files_ports_and_manifest(design):
     out_bits = -(-layer.hidden_size * wh // 8) * 8
     assert re.search(rf"input \[{in_bits - 1}:0\] s_axis_tdata;", text)
     assert re.search(rf"output \[{out_bits - 1}:0\] m_axis_tdata;", text)
-    names = ("trace0_valid", "trace0_c", "trace0_h", "trace0_pre_o", "h_state_0", "step_commit")
+    names = ("trace0_valid", "trace0_c", "trace0_h", "trace0_pre_o", "step_start", "step_commit")
     for name in (f"lstm1_{n}" for n in names):
         assert re.search(rf"\b{name}\b", text), f"{name} is gone from the Verilog"
 
@@ -95,9 +95,9 @@ def test_yosys_synthesizes_without_latches(design):
     _, v_path, _ = design
     s = stats(v_path, synth=False)  # the coarse netlist; the CLI test runs the whole synth
     assert s["latches"] == 0
-    # MACs: 2 lanes + their i/f peephole products; cell update: f*c, i*g, o*tanh, p_o*c
-    # and one slope multiplier in each of its five PWL units
-    assert s["multipliers"] == 2 + 2 + 4 + 5
+    # one per lane; the one cell update: f*c, i*g, o*tanh and the three p*c (peephole);
+    # the PWL units' slope products are shift-and-add, not multipliers
+    assert s["multipliers"] == 2 + 3 + 3
     assert s["memories"] > 0 and s["flip_flop_bits"] > 0
 
 
@@ -151,9 +151,10 @@ def test_cli_generate_stats(tmp_path, capsys):
     assert (tmp_path / "tiny.v").exists() and (tmp_path / "tiny.manifest.json").exists()
     for word in ("adders", "flip-flops", "memories", "generic gates"):
         assert word in out
-    assert "lanes (configured): lstm1 2 (65 cycles/step); network: 65 cycles/step" in out
-    # tiny: 2 lanes, no peepholes: 2 MACs, f*c, i*g, o*tanh, 5 PWL slopes
-    assert re.search(r"^multipliers +10\b", out, re.M)
+    cps = json.loads((tmp_path / "tiny.manifest.json").read_text())["hardware"]["cycles_per_step"]
+    assert f"lanes (configured): lstm1 2 ({cps} cycles/step); network: {cps} cycles/step" in out
+    # tiny: 2 lanes, no peepholes: 2 MACs, f*c, i*g, o*tanh (the PWL slopes: shift-and-add)
+    assert re.search(r"^multipliers +5\b", out, re.M)
     assert re.search(r"^latches +0\b", out, re.M)
 
 
@@ -165,7 +166,7 @@ def test_network_verilog_lints_and_reads_back(tmp_path):
     v_path, m_path = generate(net, tmp_path / "a")
     lint(v_path)
     text = v_path.read_text()
-    for name in ("lstm1_trace0_h", "lstm2_trace0_pre_o", "lstm2_cell_state_1",
+    for name in ("lstm1_trace0_h", "lstm2_trace0_pre_o", "lstm2_step_commit",
                  "dense1_trace_valid", "dense1_trace_index", "dense1_trace_out"):  # fmt: skip
         assert re.search(rf"\b{name}\b", text), f"{name} is not in the Verilog"
     hw = json.loads(m_path.read_text())["hardware"]
@@ -174,11 +175,11 @@ def test_network_verilog_lints_and_reads_back(tmp_path):
     assert hw["cycles_per_step"] == max(e["cycles_per_step"] for e in hw["layers"])
     assert hw["latency"] == OUTPUT_CYCLES + sum(e["latency"] for e in hw["layers"])
     assert [e["lanes"] for e in hw["layers"]] == [4, 2, 1]  # what auto chose
-    # lstm1 (4 lanes, no peepholes): 4 MACs + f*c, i*g, o*tanh + 5 PWL slopes; lstm2 (2
-    # lanes, each with i or f rows): 2 MACs, 2 peephole products, 4 in the cell, 5 PWL; head 1
+    # lstm1 (4 lanes, no peepholes): 4 MACs + f*c, i*g, o*tanh; lstm2 (2 lanes, peepholes):
+    # 2 MACs + those 3 + p_i*c, p_f*c, p_o*c; head 1 (PWL slopes are shift-and-add)
     s = stats(v_path, synth=False)
     assert s["latches"] == 0
-    assert s["multipliers"] == (4 + 3 + 5) + (2 + 2 + 4 + 5) + 1
+    assert s["multipliers"] == (4 + 3) + (2 + 3 + 3) + 1
     back = QuantizedNetwork.read_manifest(m_path)
     v2, m2 = generate(back, tmp_path / "b")
     assert v2.read_bytes() == v_path.read_bytes() and m2.read_bytes() == m_path.read_bytes()
