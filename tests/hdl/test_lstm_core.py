@@ -101,4 +101,4 @@ def test_deep_banks_in_pieces(monkeypatch):
     assert_same(res, expected(qm, seqs))
     (hw,) = dut.hardware()["layers"]
     assert set(np.diff(res.beat_cycles[:4]).tolist()) == {hw["cycles_per_step"]}
-    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]
+    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"] + OUTPUT_CYCLES
