@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.cell import TRACE, CellUpdate
 from hdl.fixed import bits_for, fmt_shape, pick, vector_stream
+from hdl.host import connect_banks, core_host_bus
 from hdl.mac import GateMacLane, operand_width
 from model.qmodel import LstmLayer
 
@@ -113,6 +114,10 @@ class LstmCore(wiring.Component):
     (:class:`Schedule`). Output back-pressure stalls the step's end; input beats wait in a
     one-beat holding register.
 
+    With ``host`` (run-time weights, SPEC §5b) the lanes' weight and bias memories are RAMs
+    behind ``host`` (:func:`hdl.host.host_bus_signature`), banks laid out as
+    :func:`hdl.host.lstm_routes` says; a peephole layer is refused for now.
+
     ``probe`` (for a testbench; nothing reads it, so it costs nothing after synthesis): for
     each cell update ``u`` (0 to ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is
     high, ``trace<u>_unit`` is the hidden unit j that just finished and ``trace<u>_pre_i``,
@@ -125,7 +130,7 @@ class LstmCore(wiring.Component):
     """
 
     def __init__(self, layer: LstmLayer, *, lanes: int = 1, output: str = "sequence",
-                 name: str = "lstm1"):  # fmt: skip
+                 name: str = "lstm1", host: bool = False):  # fmt: skip
         self._MustUse__silence = True  # until built: a rejected core is not an unused one
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
@@ -151,13 +156,15 @@ class LstmCore(wiring.Component):
             probes[f"h_state_{j}"] = Out(fmt_shape(f["h"]))
         probes["step_start"] = Out(1)
         probes["step_commit"] = Out(1)
-        super().__init__(
-            {
-                "i": In(vector_stream(layer.input_size, f["x"])),
-                "o": Out(vector_stream(h, f["h"])),
-                "probe": Out(wiring.Signature(probes)),
-            }
-        )
+        members = {
+            "i": In(vector_stream(layer.input_size, f["x"])),
+            "o": Out(vector_stream(h, f["h"])),
+            "probe": Out(wiring.Signature(probes)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host"] = Out(core_host_bus(layer, self._lanes, name=name))
+        super().__init__(members)
         self._MustUse__silence = False
 
     # ------------------------------------------------------------------ the schedule
@@ -246,7 +253,7 @@ class LstmCore(wiring.Component):
         lanes = []
         for lane in range(p):
             rows = [self._row(k, lane)[0] for k in range(g_len)]
-            m.submodules[f"lane{lane}"] = mac = GateMacLane(layer=qm, rows=rows)
+            m.submodules[f"lane{lane}"] = mac = GateMacLane(layer=qm, rows=rows, host=self._host)
             lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
@@ -269,6 +276,11 @@ class LstmCore(wiring.Component):
                 m.d.sync += col.eq(col + 1)
             with m.If(addr == g_len * k_len - 1):
                 m.d.sync += issuing.eq(0)
+
+        if self._host:
+            connect_banks(
+                m, self.host, [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
+            )
 
         # ---- gather a unit's four rows; P < 4 stages the early ones in registers
         out0 = lanes[0].o

@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import Rom, bits_for, fmt_shape, round_into, signed_width
+from hdl.host import mem_host_signature
 from model.qmodel import LstmLayer, exact_sum
 
 
@@ -43,11 +44,16 @@ class GateMacLane(wiring.Component):
 
     Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency` (4)
     cycles after the beat with ``last``; rows may follow each other with no gap.
+
+    With ``host`` the weight and bias memories are RAMs with a host port each
+    (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + c`` holds
+    ``w[row][c]`` for ``c < I``, ``r[row][c - I]`` after, as a ``signed(coef_width)`` word)
+    and ``host_b`` (word ``slot``: ``b[row]``).
     """
 
     latency = 4
 
-    def __init__(self, *, layer: LstmLayer, rows):
+    def __init__(self, *, layer: LstmLayer, rows, host: bool = False):
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
         rows = [int(r) for r in rows]
@@ -81,12 +87,15 @@ class GateMacLane(wiring.Component):
                 "acc": signed(acc_w),
             }
         )
-        super().__init__(
-            {
-                "i": In(stream.Signature(beat, always_ready=True)),
-                "o": Out(stream.Signature(result, always_ready=True)),
-            }
-        )
+        members = {
+            "i": In(stream.Signature(beat, always_ready=True)),
+            "o": Out(stream.Signature(result, always_ready=True)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host_w"] = Out(mem_host_signature(len(rows) * k, signed(coef_width(layer))))
+            members["host_b"] = Out(mem_host_signature(len(rows), fmt_shape(layer.formats["b"])))
+        super().__init__(members)
 
     @property
     def rows(self) -> tuple[int, ...]:
@@ -108,8 +117,9 @@ class GateMacLane(wiring.Component):
         for r in self._rows:
             coefs.extend(int(v) for v in qm.w[r])
             coefs.extend(int(v) for v in qm.r[r])
-        rd_w = Rom(m, "weights", signed(coef_width(qm)), coefs)
-        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows])
+        host_w, host_b = (self.host_w, self.host_b) if self._host else (None, None)
+        rd_w = Rom(m, "weights", signed(coef_width(qm)), coefs, host=host_w)
+        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows], host=host_b)
         m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
 
         # stage 1: ROM words arrive; the beat's fields are registered alongside

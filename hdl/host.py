@@ -1,0 +1,156 @@
+"""Host ports of the weight memories (SPEC §5b): the signatures, the per-core bank decode,
+and where each tensor of each core kind lives in its lanes' banks.
+
+Three levels, each with one job:
+
+- a memory's host port (:func:`mem_host_signature`): ``addr``, ``wdata``, ``we`` in,
+  ``rdata`` out (one cycle after ``addr``); :class:`hdl.fixed.Rom` takes one as ``host=``;
+- a core's host bus (:func:`host_bus_signature`): ``bank`` (which of the core's memories),
+  ``addr``, ``wdata`` (the code, 32-bit two's complement), ``we`` in, ``rdata`` out (the
+  selected bank's word extended to 32 bits by its shape: the code sign- or zero-extended);
+  :func:`connect_banks` decodes it onto the memories' ports, once per core;
+- where a code goes (:class:`Route`, :func:`lstm_routes`, :func:`dense_routes`): the
+  layout of each core kind in one place, read by :class:`hdl.axil.WeightBus`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.fixed import bits_for, pick
+
+#: width of a code on the host bus
+CODE_BITS = 32
+
+
+def mem_host_signature(depth: int, shape) -> wiring.Signature:
+    """A memory's host port, from the memory's side: ``addr`` (``bits_for(depth - 1)``),
+    ``wdata`` (the memory's shape), ``we``: in; ``rdata``: out, ``mem[addr]`` one cycle
+    after ``addr``, read before a write of the same cycle."""
+    shape = Shape.cast(shape)
+    return wiring.Signature(
+        {
+            "addr": In(unsigned(bits_for(depth - 1))),
+            "wdata": In(shape),
+            "we": In(1),
+            "rdata": Out(shape),
+        }
+    )
+
+
+def host_bus_signature(banks: int, addr_bits: int) -> wiring.Signature:
+    """A core's host bus, from the core's side: ``bank``, ``addr``, ``wdata`` (a code as a
+    signed 32-bit value), ``we`` in; ``rdata`` (32 bits) out, valid one cycle after
+    ``bank``/``addr`` settle."""
+    return wiring.Signature(
+        {
+            "bank": In(unsigned(bits_for(banks - 1))),
+            "addr": In(unsigned(addr_bits)),
+            "wdata": In(signed(CODE_BITS)),
+            "we": In(1),
+            "rdata": Out(unsigned(CODE_BITS)),
+        }
+    )
+
+
+def bus_addr_bits(depths) -> int:
+    """Width of a host bus address that reaches every word of memories of ``depths``."""
+    return max(bits_for(d - 1) for d in depths)
+
+
+def connect_banks(m, bus, ports) -> None:
+    """Drive the memory host ports ``ports`` (bank ``q`` is ``ports[q]``) from a core's host
+    bus: the address and code go to all, ``we`` to the selected bank only; ``rdata`` is the
+    selected bank's word, extended by its shape (a code of a fixed format sign-extends)."""
+    words = []
+    for q, port in enumerate(ports):
+        m.d.comb += [
+            port.addr.eq(bus.addr),
+            port.wdata.eq(bus.wdata),
+            port.we.eq(bus.we & (bus.bank == q)),
+        ]
+        word = Signal(unsigned(CODE_BITS), name=f"host_rdata_{q}")
+        m.d.comb += word.eq(port.rdata)  # extends by the port's signedness
+        words.append(word)
+    m.d.comb += bus.rdata.eq(pick(words, bus.bank))
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the word with index ``n = i * C + j`` of one tensor lives in a core's banks::
+
+        row, col  = divmod(n, cols)          (a vector: cols = 1, so row = n, col = 0)
+        rc        = 4 * (row % H) + row // H   if hidden else row
+        k, lane   = divmod(rc, lanes)
+        bank      = bank_base + lane
+        word      = k * stride + col + offset
+
+    ``rc`` is the core row (LSTM: unit-major, gate-minor; dense: the output row); lane
+    ``rc % P`` owns it as its row ``k``.
+    """
+
+    cols: int
+    hidden: int  # H for an LSTM layer (rows i, f, g, o in blocks of H), 0 for dense
+    lanes: int
+    stride: int  # words per row in the bank: K for a weight bank, 1 for a bias bank
+    offset: int  # the tensor's first column in the bank row (I for r)
+    bank_base: int
+
+    def locate(self, n: int) -> tuple[int, int]:
+        """(bank, word) of word index ``n`` (the software twin of the decoder)."""
+        row, col = divmod(n, self.cols)
+        rc = 4 * (row % self.hidden) + row // self.hidden if self.hidden else row
+        k, lane = divmod(rc, self.lanes)
+        return self.bank_base + lane, k * self.stride + col + self.offset
+
+
+def lstm_routes(layer, lanes: int) -> dict[str, Route]:
+    """The banks of :class:`hdl.core.LstmCore`: banks ``0 .. P-1`` are lane ``l``'s weight
+    memory (word ``k*K + c``: ``w[row][c]`` for ``c < I``, ``r[row][c - I]`` after), banks
+    ``P .. 2P-1`` its bias memory (word ``k``), for core row ``rc = k*P + l``, model row
+    ``(rc % 4) * H + rc // 4``. Peepholes are not routed yet (the core refuses them)."""
+    i_size, h = layer.input_size, layer.hidden_size
+    k = i_size + h
+    return {
+        "w": Route(i_size, h, lanes, k, 0, 0),
+        "r": Route(h, h, lanes, k, i_size, 0),
+        "b": Route(1, h, lanes, 1, 0, lanes),
+    }
+
+
+def dense_routes(layer, lanes: int) -> dict[str, Route]:
+    """The banks of :class:`hdl.dense.DenseCore`: lane ``l`` owns output rows ``g*P + l``;
+    banks ``0 .. P-1`` are the weight memories (word ``g*K + j``), ``P .. 2P-1`` the bias
+    memories (word ``g``)."""
+    k = layer.input_size
+    return {
+        "w": Route(k, 0, lanes, k, 0, 0),
+        "b": Route(1, 0, lanes, 1, 0, lanes),
+    }
+
+
+def core_routes(layer, lanes: int) -> dict[str, Route]:
+    """The routes of the core that runs ``layer``."""
+    return lstm_routes(layer, lanes) if layer.kind == "lstm" else dense_routes(layer, lanes)
+
+
+def bank_depths(layer, lanes: int) -> list[int]:
+    """Words of each bank of the core that runs ``layer`` (weights per lane, then biases)."""
+    rows = (4 * layer.hidden_size if layer.kind == "lstm" else layer.output_size) // lanes
+    k = layer.input_size + (layer.hidden_size if layer.kind == "lstm" else 0)
+    return [rows * k] * lanes + [rows] * lanes
+
+
+def core_host_bus(layer, lanes: int, *, name: str) -> wiring.Signature:
+    """The host bus of the core that runs ``layer`` on ``lanes`` lanes, or a ValueError for
+    a layer whose weights cannot all be routed yet (peepholes)."""
+    if layer.kind == "lstm" and layer.peephole:
+        raise ValueError(
+            f'{name}: run-time weights ([hardware] weights = "axi-lite") do not reach '
+            f'peephole weights p yet; use weights = "rom" for a model with peepholes'
+        )
+    return host_bus_signature(2 * lanes, bus_addr_bits(bank_depths(layer, lanes)))
