@@ -51,7 +51,10 @@ RAM_VERILOG = """\
 // A table the datapath reads and a host writes: data is mem[addr] one clk after addr;
 // host_rdata is mem[host_addr] one clk after host_addr (read before a write of the same
 // clk); host_we stores host_wdata at host_addr. The DEPTH words of WIDTH bits start as
-// the $readmemh file INIT_FILE, one hex word a line; no reset changes them.
+// the $readmemh file INIT_FILE, one hex word a line; no reset changes them. no_rw_check:
+// what a read returns while the other port writes the same word does not matter (the
+// host writes only while no sequence runs), which lets Yosys map both ports onto one
+// true dual-port block RAM instead of copies and collision logic.
 module {module} #(
   parameter WIDTH = 1,
   parameter DEPTH = 2,
@@ -66,6 +69,7 @@ module {module} #(
   input wire host_we,
   output reg [WIDTH-1:0] host_rdata
 );
+  (* no_rw_check *)
   reg [WIDTH-1:0] mem [0:DEPTH-1];
   initial if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
   always @(posedge clk) data <= mem[addr];
