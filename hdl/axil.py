@@ -121,13 +121,17 @@ class WeightBus(wiring.Component):
             sig = core_host_bus(layer, self._lanes[name], name=name)
             self._buses[k] = sig
             members[f"layer{k}"] = In(sig)
+        # (map entry, route, format, end): one per route; a route serves the tensor's word
+        # indices from its start to the next route's (end)
         self._routes = []
         for e in self._map:
             layer = network.layers[e["layer"] - 1]
-            route = core_routes(layer, self._lanes[names[e["layer"] - 1]])[e["tensor"]]
-            self._routes.append((e, route, layer.formats[e["tensor"]]))
+            parts = core_routes(layer, self._lanes[names[e["layer"] - 1]])[e["tensor"]]
+            ends = [r.start for r in parts[1:]] + [e["rows"] * e["cols"]]
+            for route, end in zip(parts, ends):
+                self._routes.append((e, route, layer.formats[e["tensor"]], end))
         big = [e["rows"] * e["cols"] for e in self._map]
-        for e, route, _ in self._routes:
+        for e, route, _, _ in self._routes:
             layer = network.layers[e["layer"] - 1]
             big += [route.lanes, route.stride * e["rows"] * e["cols"] + route.offset]
             big += [4 * layer.hidden_size if layer.kind == "lstm" else layer.output_size]
@@ -162,7 +166,8 @@ class WeightBus(wiring.Component):
         stride = Signal(nb, name="stride")
         word = Signal(nb, name="word")
         count = Signal(range(nb + 1), name="mul_count")
-        bank = Signal(bits_for(max(2 * r.lanes for _, r, _ in routes)), name="bank")
+        bank_bits = max(sig.members["bank"].shape.width for sig in self._buses.values())
+        bank = Signal(bank_bits, name="bank")
         layer_ix = Signal(range(max(2, len(self._buses))), name="layer_index")  # 0-based
         code = Signal(signed(CODE_BITS), name="code")
         rdata = Signal(32, name="rdata")
@@ -171,10 +176,13 @@ class WeightBus(wiring.Component):
 
         # which tensor an address names: its region's high bits; the word index: the low ones
         hits, indices = [], []
-        for e, _, _ in routes:
+        for e, route, _, end in routes:
             lo = region_bytes(e["rows"], e["cols"]).bit_length() - 1
             n = addr[2:lo] if lo > 2 else Const(0, 1)
-            hit = (addr[lo:] == e["base"] >> lo) & (n < e["rows"] * e["cols"])
+            hit = (addr[lo:] == e["base"] >> lo) & (n < end)
+            if route.start:
+                hit &= n >= route.start
+                n = (n - route.start)[: len(n)]
             hits.append(hit)
             indices.append(n)
         aligned = addr[:2] == 0
@@ -183,16 +191,16 @@ class WeightBus(wiring.Component):
 
         # the code a write carries: the low W bits of wdata, sign-extended for fixed
         codes = []
-        for _, _, fmt in routes:
+        for _, _, fmt, _ in routes:
             c = Signal(signed(CODE_BITS), name=f"code_{len(codes)}")
             low = wdata[: fmt.width]
             m.d.comb += c.eq(low.as_signed() if fmt.signed else low)
             codes.append(c)
 
-        cols = [r.cols for _, r, _ in routes]
-        hidden = [r.hidden or 1 for _, r, _ in routes]
-        is_lstm = Cat(*[Const(1 if r.hidden else 0, 1) for _, r, _ in routes])
-        lanes = [r.lanes for _, r, _ in routes]
+        cols = [r.cols for _, r, _, _ in routes]
+        hidden = [r.hidden or 1 for _, r, _, _ in routes]
+        is_lstm = Cat(*[Const(1 if r.hidden else 0, 1) for _, r, _, _ in routes])
+        lanes = [r.lanes for _, r, _, _ in routes]
 
         words = []
         for bus in (getattr(self, f"layer{kk}") for kk in self._buses):
@@ -283,10 +291,12 @@ class WeightBus(wiring.Component):
             with m.If(~div.busy):
                 m.d.sync += [
                     k.eq(div.quotient),
-                    bank.eq(const_pick([r.bank_base for _, r, _ in routes], tsel) + div.remainder),
-                    word.eq(col + const_pick([r.offset for _, r, _ in routes], tsel)),
-                    stride.eq(const_pick([r.stride for _, r, _ in routes], tsel)),
-                    layer_ix.eq(const_pick([e["layer"] - 1 for e, _, _ in routes], tsel)),
+                    bank.eq(
+                        const_pick([r.bank_base for _, r, _, _ in routes], tsel) + div.remainder
+                    ),
+                    word.eq(col + const_pick([r.offset for _, r, _, _ in routes], tsel)),
+                    stride.eq(const_pick([r.stride for _, r, _, _ in routes], tsel)),
+                    layer_ix.eq(const_pick([e["layer"] - 1 for e, _, _, _ in routes], tsel)),
                     code.eq(pick(codes, tsel)),
                     count.eq(nb),
                 ]

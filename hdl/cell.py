@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import Rom, bits_for, delay, fmt_shape, round_into
+from hdl.host import mem_host_signature
 from hdl.mac import preact_sum
 from hdl.pwl import PwlUnit
 from model.qmodel import LstmLayer, exact_sum
@@ -39,9 +40,12 @@ class CellUpdate(wiring.Component):
 
     Handshake: ``always_ready`` streams, one unit per cycle, no stall; ``o.valid`` is
     ``i.valid`` delayed by :attr:`latency` cycles (12, or 14 with peepholes).
+
+    With ``host`` and peepholes the ``p_o`` table is a RAM behind ``host_po``
+    (:func:`hdl.host.mem_host_signature`, word j: ``p_o[j]``).
     """
 
-    def __init__(self, *, layer: LstmLayer):
+    def __init__(self, *, layer: LstmLayer, host: bool = False):
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
         self._qm = layer
@@ -78,6 +82,9 @@ class CellUpdate(wiring.Component):
             "o": Out(stream.Signature(outputs, always_ready=True)),
         }
         members.update({f"trace_{k}": Out(v) for k, v in shapes.items()})
+        self._host = bool(host) and layer.peephole
+        if self._host:
+            members["host_po"] = Out(mem_host_signature(layer.hidden_size, fmt_shape(f["p"])))
         super().__init__(members)
 
     @staticmethod
@@ -133,7 +140,8 @@ class CellUpdate(wiring.Component):
             # pre_o = round(acc_o + p_o * c_t): o's peephole sees this step's cell (two cycles)
             sp = pre_frac - f["p"].frac - f["cell"].frac
             p_o = [int(v) for v in qm.p[2 * qm.hidden_size :]]
-            rd = Rom(m, "peephole_o", fmt_shape(f["p"]), p_o)
+            host = self.host_po if self._host else None
+            rd = Rom(m, "peephole_o", fmt_shape(f["p"]), p_o, host=host)
             m.d.comb += rd.addr.eq(delay(m, unit, t_c - 1, name="unit_p"))
             pc = Signal(signed(len(rd.data) + len(c_new)), name="p_c")
             m.d.sync += pc.eq(rd.data * c_new)

@@ -116,7 +116,7 @@ class LstmCore(wiring.Component):
 
     With ``host`` (run-time weights, SPEC §5b) the lanes' weight and bias memories are RAMs
     behind ``host`` (:func:`hdl.host.host_bus_signature`), banks laid out as
-    :func:`hdl.host.lstm_routes` says; a peephole layer is refused for now.
+    :func:`hdl.host.lstm_routes` says.
 
     ``probe`` (for a testbench; nothing reads it, so it costs nothing after synthesis): for
     each cell update ``u`` (0 to ``Schedule.cell_units - 1``): while ``trace<u>_valid`` is
@@ -277,18 +277,13 @@ class LstmCore(wiring.Component):
             with m.If(addr == g_len * k_len - 1):
                 m.d.sync += issuing.eq(0)
 
-        if self._host:
-            connect_banks(
-                m, self.host, [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
-            )
-
         # ---- gather a unit's four rows; P < 4 stages the early ones in registers
         out0 = lanes[0].o
         slot = out0.payload.slot
         phase = slot[: (per_unit - 1).bit_length()] if per_unit > 1 else 0
         cells = []
         for u in range(u_len):
-            m.submodules[f"cell{u}"] = cell = CellUpdate(layer=qm)
+            m.submodules[f"cell{u}"] = cell = CellUpdate(layer=qm, host=self._host)
             cells.append(cell)
             ci = cell.i.payload
             for gate, name in enumerate(("pre_i", "pre_f", "pre_g", "pre_o")):
@@ -322,6 +317,13 @@ class LstmCore(wiring.Component):
                     m.d.sync += [cell_state[j].eq(res.c), h_work[j].eq(res.h)]
         with m.If(cells[0].o.valid):
             m.d.sync += done.eq(done + u_len)
+
+        if self._host:  # the banks in the order of hdl.host.lstm_routes
+            banks = [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
+            if qm.peephole:
+                banks += [mac.host_p if mac.peephole else None for mac in lanes]
+                banks.append([cell.host_po for cell in cells])
+            connect_banks(m, self.host, banks)
 
         # ---- the end of a step: commit the state, offer h_t, start the next step
         emit = Const(1, 1) if self._output == "sequence" else cur_last

@@ -62,20 +62,26 @@ def bus_addr_bits(depths) -> int:
     return max(bits_for(d - 1) for d in depths)
 
 
-def connect_banks(m, bus, ports) -> None:
-    """Drive the memory host ports ``ports`` (bank ``q`` is ``ports[q]``) from a core's host
-    bus: the address and code go to all, ``we`` to the selected bank only; ``rdata`` is the
-    selected bank's word, extended by its shape (a code of a fixed format sign-extends)."""
+def connect_banks(m, bus, banks) -> None:
+    """Drive memory host ports from a core's host bus; bank ``q`` is ``banks[q]``: a port,
+    a list of ports (copies of one table: a write goes to all, a read comes from the
+    first) or None (no memory there: reads 0). The address and code go to all, ``we`` to
+    the selected bank only; ``rdata`` is the selected bank's word, extended by its shape
+    (a code of a fixed format sign-extends)."""
     words = []
-    for q, port in enumerate(ports):
-        m.d.comb += [
-            port.addr.eq(bus.addr),
-            port.wdata.eq(bus.wdata),
-            port.we.eq(bus.we & (bus.bank == q)),
-        ]
+    for q, bank in enumerate(banks):
         word = Signal(unsigned(CODE_BITS), name=f"host_rdata_{q}")
-        m.d.comb += word.eq(port.rdata)  # extends by the port's signedness
         words.append(word)
+        if bank is None:
+            continue
+        ports = bank if isinstance(bank, list | tuple) else [bank]
+        for port in ports:
+            m.d.comb += [
+                port.addr.eq(bus.addr),
+                port.wdata.eq(bus.wdata),
+                port.we.eq(bus.we & (bus.bank == q)),
+            ]
+        m.d.comb += word.eq(ports[0].rdata)  # extends by the port's signedness
     m.d.comb += bus.rdata.eq(pick(words, bus.bank))
 
 
@@ -90,7 +96,11 @@ class Route:
         word      = k * stride + col + offset
 
     ``rc`` is the core row (LSTM: unit-major, gate-minor; dense: the output row); lane
-    ``rc % P`` owns it as its row ``k``.
+    ``rc % P`` owns it as its row ``k``. A tensor may take several routes, each from its
+    ``start`` (a word index of the tensor) on, with ``n - start`` in the steps above: the
+    peepholes of today's core, ``p_i``/``p_f`` in the lanes and ``p_o`` in the cell
+    updates. A core that keeps ``p_i``, ``p_f``, ``p_o`` in three memories of H words
+    indexed by unit takes one route, :func:`unit_indexed_peephole_route`.
     """
 
     cols: int
@@ -99,58 +109,80 @@ class Route:
     stride: int  # words per row in the bank: K for a weight bank, 1 for a bias bank
     offset: int  # the tensor's first column in the bank row (I for r)
     bank_base: int
+    start: int = 0
 
     def locate(self, n: int) -> tuple[int, int]:
         """(bank, word) of word index ``n`` (the software twin of the decoder)."""
-        row, col = divmod(n, self.cols)
+        row, col = divmod(n - self.start, self.cols)
         rc = 4 * (row % self.hidden) + row // self.hidden if self.hidden else row
         k, lane = divmod(rc, self.lanes)
         return self.bank_base + lane, k * self.stride + col + self.offset
 
 
-def lstm_routes(layer, lanes: int) -> dict[str, Route]:
+def lstm_routes(layer, lanes: int) -> dict[str, list[Route]]:
     """The banks of :class:`hdl.core.LstmCore`: banks ``0 .. P-1`` are lane ``l``'s weight
     memory (word ``k*K + c``: ``w[row][c]`` for ``c < I``, ``r[row][c - I]`` after), banks
     ``P .. 2P-1`` its bias memory (word ``k``), for core row ``rc = k*P + l``, model row
-    ``(rc % 4) * H + rc // 4``. Peepholes are not routed yet (the core refuses them)."""
+    ``(rc % 4) * H + rc // 4``. With peepholes, banks ``2P .. 3P-1`` are the lanes' peephole
+    memories (word ``k``: ``p_i`` or ``p_f`` of an i or f row; lanes with neither have
+    none) and bank ``3P`` the cell updates' ``p_o`` memories (word: the unit; every cell
+    update holds a copy)."""
     i_size, h = layer.input_size, layer.hidden_size
     k = i_size + h
-    return {
-        "w": Route(i_size, h, lanes, k, 0, 0),
-        "r": Route(h, h, lanes, k, i_size, 0),
-        "b": Route(1, h, lanes, 1, 0, lanes),
+    routes = {
+        "w": [Route(i_size, h, lanes, k, 0, 0)],
+        "r": [Route(h, h, lanes, k, i_size, 0)],
+        "b": [Route(1, h, lanes, 1, 0, lanes)],
     }
+    if layer.peephole:
+        routes["p"] = [
+            Route(1, h, lanes, 1, 0, 2 * lanes),  # p_i, p_f: rows 0 .. 2H-1, as for b
+            Route(1, 0, 1, 1, 0, 3 * lanes, start=2 * h),  # p_o: word = unit
+        ]
+    return routes
 
 
-def dense_routes(layer, lanes: int) -> dict[str, Route]:
+def unit_indexed_peephole_route(layer, bank_base: int) -> Route:
+    """The route of ``p`` for a core that keeps ``p_i``, ``p_f``, ``p_o`` in three memories
+    of H words indexed by unit, banks ``bank_base`` + 0, 1, 2: ``p[g*H + j]`` goes to bank
+    ``bank_base + g``, word ``j`` (``rc = 4j + g`` split by 4 lanes)."""
+    return Route(1, layer.hidden_size, 4, 1, 0, bank_base)
+
+
+def dense_routes(layer, lanes: int) -> dict[str, list[Route]]:
     """The banks of :class:`hdl.dense.DenseCore`: lane ``l`` owns output rows ``g*P + l``;
     banks ``0 .. P-1`` are the weight memories (word ``g*K + j``), ``P .. 2P-1`` the bias
     memories (word ``g``)."""
     k = layer.input_size
     return {
-        "w": Route(k, 0, lanes, k, 0, 0),
-        "b": Route(1, 0, lanes, 1, 0, lanes),
+        "w": [Route(k, 0, lanes, k, 0, 0)],
+        "b": [Route(1, 0, lanes, 1, 0, lanes)],
     }
 
 
-def core_routes(layer, lanes: int) -> dict[str, Route]:
-    """The routes of the core that runs ``layer``."""
+def core_routes(layer, lanes: int) -> dict[str, list[Route]]:
+    """The routes of the core that runs ``layer``, per tensor (in order of ``start``)."""
     return lstm_routes(layer, lanes) if layer.kind == "lstm" else dense_routes(layer, lanes)
 
 
+def locate(routes: list[Route], n: int) -> tuple[int, int]:
+    """(bank, word) of word ``n`` of a tensor with ``routes``."""
+    return [r for r in routes if r.start <= n][-1].locate(n)
+
+
 def bank_depths(layer, lanes: int) -> list[int]:
-    """Words of each bank of the core that runs ``layer`` (weights per lane, then biases)."""
+    """Words of each bank of the core that runs ``layer``, in bank order (weights per lane,
+    biases per lane; with peepholes, the lanes' peephole memories (1 word for a lane
+    without one) and ``p_o``)."""
     rows = (4 * layer.hidden_size if layer.kind == "lstm" else layer.output_size) // lanes
     k = layer.input_size + (layer.hidden_size if layer.kind == "lstm" else 0)
-    return [rows * k] * lanes + [rows] * lanes
-
-
-def core_host_bus(layer, lanes: int, *, name: str) -> wiring.Signature:
-    """The host bus of the core that runs ``layer`` on ``lanes`` lanes, or a ValueError for
-    a layer whose weights cannot all be routed yet (peepholes)."""
+    depths = [rows * k] * lanes + [rows] * lanes
     if layer.kind == "lstm" and layer.peephole:
-        raise ValueError(
-            f'{name}: run-time weights ([hardware] weights = "axi-lite") do not reach '
-            f'peephole weights p yet; use weights = "rom" for a model with peepholes'
-        )
-    return host_bus_signature(2 * lanes, bus_addr_bits(bank_depths(layer, lanes)))
+        depths += [rows] * lanes + [layer.hidden_size]
+    return depths
+
+
+def core_host_bus(layer, lanes: int, *, name: str = "") -> wiring.Signature:
+    """The host bus of the core that runs ``layer`` on ``lanes`` lanes."""
+    depths = bank_depths(layer, lanes)
+    return host_bus_signature(len(depths), bus_addr_bits(depths))

@@ -48,7 +48,8 @@ class GateMacLane(wiring.Component):
     With ``host`` the weight and bias memories are RAMs with a host port each
     (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + c`` holds
     ``w[row][c]`` for ``c < I``, ``r[row][c - I]`` after, as a ``signed(coef_width)`` word)
-    and ``host_b`` (word ``slot``: ``b[row]``).
+    and ``host_b`` (word ``slot``: ``b[row]``); a lane with peepholes also ``host_p`` (word
+    ``slot``: ``p_i`` or ``p_f`` of an i or f row, 0 for the others).
     """
 
     latency = 4
@@ -95,6 +96,9 @@ class GateMacLane(wiring.Component):
         if self._host:
             members["host_w"] = Out(mem_host_signature(len(rows) * k, signed(coef_width(layer))))
             members["host_b"] = Out(mem_host_signature(len(rows), fmt_shape(layer.formats["b"])))
+            if self._peep:
+                p_shape = fmt_shape(layer.formats["p"])
+                members["host_p"] = Out(mem_host_signature(len(rows), p_shape))
         super().__init__(members)
 
     @property
@@ -140,7 +144,8 @@ class GateMacLane(wiring.Component):
             sp = self._acc_frac - f["p"].frac - f["cell"].frac
             # p of each row (0 for g and o rows: o's peephole sees c_t, in the cell update)
             p_init = [int(qm.p[r]) if r < 2 * h else 0 for r in self._rows]
-            rd_p = Rom(m, "peephole", fmt_shape(f["p"]), p_init)
+            host_p = self.host_p if self._host else None
+            rd_p = Rom(m, "peephole", fmt_shape(f["p"]), p_init, host=host_p)
             m.d.comb += rd_p.addr.eq(beat.slot)
             m.d.sync += start.eq((rd_b.data << sb) + ((rd_p.data * s1.cell) << sp))
         else:

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from hdl.axil import SeqDivmod
 from hdl.core import LstmCore, valid_lanes
 from hdl.dense import valid_dense_lanes
-from hdl.host import core_routes
+from hdl.host import core_routes, locate, unit_indexed_peephole_route
 from model.weightmap import tensor_codes, weight_map
 from tests.sim.conftest import make_network
 
@@ -29,10 +29,17 @@ def bank_words(layer, lanes: int) -> list[list[int]]:
         groups = layer.output_size // lanes
         rows = [[g * lanes + lane for g in range(groups)] for lane in range(lanes)]
         weights = [[int(v) for r in rs for v in layer.w[r]] for rs in rows]
-    return weights + [[int(layer.b[r]) for r in rs] for rs in rows]
+    banks = weights + [[int(layer.b[r]) for r in rs] for rs in rows]
+    if layer.kind == "lstm" and layer.peephole:
+        h = layer.hidden_size
+        banks += [[int(layer.p[r]) if r < 2 * h else 0 for r in rs] for rs in rows]
+        banks.append([int(v) for v in layer.p[2 * h :]])
+    return banks
 
 
-@pytest.mark.parametrize("name", ["net_relu", "net_last", "small", "last"])
+@pytest.mark.parametrize(
+    "name", ["net_relu", "net_last", "small", "last", "peephole", "net_peephole"]
+)
 def test_routes_find_every_code_in_its_bank(name):
     net = make_network(name)
     for e in weight_map(net):
@@ -41,11 +48,21 @@ def test_routes_find_every_code_in_its_bank(name):
         options = options or valid_dense_lanes(layer.output_size)
         for lanes in options:
             banks = bank_words(layer, lanes)
-            route = core_routes(layer, lanes)[e["tensor"]]
+            routes = core_routes(layer, lanes)[e["tensor"]]
             codes = tensor_codes(layer, e["tensor"]).ravel()
             for n, code in enumerate(codes):
-                bank, word = route.locate(n)
+                bank, word = locate(routes, n)
                 assert banks[bank][word] == code, (e, lanes, n)
+
+
+def test_unit_indexed_peephole_route():
+    """For a core that keeps p_i, p_f, p_o in three memories indexed by unit."""
+    layer = make_network("net_peephole").layers[0]
+    h = layer.hidden_size
+    route = unit_indexed_peephole_route(layer, bank_base=10)
+    assert [route.locate(n) for n in range(3 * h)] == [
+        (10 + g, j) for g in range(3) for j in range(h)
+    ]
 
 
 def test_seq_divmod():
@@ -123,13 +140,3 @@ def test_axi_lite_verilog(tmp_path):
     back = QuantizedNetwork.read_manifest(m_path)
     v2, m2 = generate(back, tmp_path / "b")
     assert v2.read_bytes() == v_path.read_bytes() and m2.read_bytes() == m_path.read_bytes()
-
-
-def test_axi_lite_refuses_peepholes():
-    from hdl_models import make_network as make_hdl_network
-
-    from hdl.network import NetworkCore
-
-    net = make_hdl_network(2, [3], peephole=[True], hardware={"weights": "axi-lite"})
-    with pytest.raises(ValueError, match=r"lstm1: run-time weights .* peephole weights p"):
-        NetworkCore(net)

@@ -3,7 +3,8 @@ model's weights into the generated core, the core then computes that model bit f
 every weight reads back, and accesses outside the map or with partial strobes answer
 SLVERR and change nothing. The cocotb side is ``axil_tb.py`` next to this file.
 
-The network: two LSTM layers (2 and 4 lanes) and a relu dense head (2 lanes), built from
+The network: two LSTM layers (2 and 8 lanes, the second with peepholes) and a relu dense
+head (2 lanes), built from
 seeded random weights (``conftest.lstm_layer``); the second model has the same shapes and
 formats and other weights.
 """
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 JOB_ENV = "LSTMFX_AXIL_JOB"
 HARDWARE = {
     "lanes": 1,
-    "layers": {"lstm1": {"lanes": 2}, "lstm2": {"lanes": 4}, "dense1": {"lanes": 2}},
+    "layers": {"lstm1": {"lanes": 2}, "lstm2": {"lanes": 8}, "dense1": {"lanes": 2}},
     "weights": "axi-lite",
 }
 #: sequences, and reads of the initial weights, per simulator
@@ -36,11 +37,13 @@ PLAN = {"verilator": (12, 10_000), "icarus": (6, 10_000)}
 
 
 def axil_network(seed: int, name: str = "axil_net") -> QuantizedNetwork:
-    """Two LSTM layers (3 -> 4 -> 4, the second with its own h format) and a relu head of 2."""
+    """Two LSTM layers (3 -> 4 -> 4; the second with peepholes (a p format of its own), its
+    own h format, 8 lanes: two cell updates, each with a copy of p_o) and a
+    relu head of 2."""
     rng = np.random.default_rng(seed)
     l1 = lstm_layer(rng, 3, 4, {"cell": "fixed<14,3,RND,SAT>"})
-    l2 = lstm_layer(rng, 4, 4, {"h": "fixed<12,3,RND,SAT>", "w": "fixed<10,2,RND,SAT>"},
-                    x_fmt=l1.out_fmt)  # fmt: skip
+    fmts = {"h": "fixed<12,3,RND,SAT>", "w": "fixed<10,2,RND,SAT>", "p": "fixed<9,1,RND,SAT>"}
+    l2 = lstm_layer(rng, 4, 4, fmts, peephole=True, x_fmt=l1.out_fmt)
     head = dense_layer(rng, l2.out_fmt, 4, 2, "relu", {"w": "fixed<12,2,RND,SAT>"})
     return QuantizedNetwork(name, [l1, l2, head], hardware=dict(HARDWARE))
 
