@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import bits_for, pick
-from hdl.host import CODE_BITS, core_host_bus, core_routes
+from hdl.host import CODE_BITS, HOST_READ_LATENCY, core_host_bus, core_routes
 from model.weightmap import address_bits, region_bytes, weight_map
 
 OKAY, SLVERR = 0, 2
@@ -165,7 +165,7 @@ class WeightBus(wiring.Component):
         k = Signal(nb, name="bank_row")
         stride = Signal(nb, name="stride")
         word = Signal(nb, name="word")
-        count = Signal(range(nb + 1), name="mul_count")
+        count = Signal(range(nb + 1), name="step_count")
         bank_bits = max(sig.members["bank"].shape.width for sig in self._buses.values())
         bank = Signal(bank_bits, name="bank")
         layer_ix = Signal(range(max(2, len(self._buses))), name="layer_index")  # 0-based
@@ -312,10 +312,11 @@ class WeightBus(wiring.Component):
             for kk in self._buses:
                 bus = getattr(self, f"layer{kk}")
                 m.d.comb += bus.we.eq(write & (layer_ix == kk - 1))
-            m.d.sync += state.eq(READ)
-        with m.If(state == READ):  # the bank's word arrived one cycle after its address
-            m.d.sync += rdata.eq(pick(words, layer_ix))
-            m.d.sync += state.eq(RESPOND)
+            m.d.sync += [state.eq(READ), count.eq(HOST_READ_LATENCY)]
+        with m.If(state == READ):  # the bank's word arrives HOST_READ_LATENCY cycles later
+            m.d.sync += count.eq(count - 1)
+            with m.If(count == 1):
+                m.d.sync += [rdata.eq(pick(words, layer_ix)), state.eq(RESPOND)]
         with m.If(state == RESPOND):
             resp = Mux(err, SLVERR, OKAY)
             with m.If(write):

@@ -25,6 +25,9 @@ from hdl.fixed import bits_for, pick
 
 #: width of a code on the host bus
 CODE_BITS = 32
+#: cycles from a core's host bus ``bank``/``addr`` to its ``rdata`` (a memory's synchronous
+#: read); a core whose memories register their host output once more must raise it
+HOST_READ_LATENCY = 1
 
 
 def mem_host_signature(depth: int, shape) -> wiring.Signature:
@@ -44,8 +47,8 @@ def mem_host_signature(depth: int, shape) -> wiring.Signature:
 
 def host_bus_signature(banks: int, addr_bits: int) -> wiring.Signature:
     """A core's host bus, from the core's side: ``bank``, ``addr``, ``wdata`` (a code as a
-    signed 32-bit value), ``we`` in; ``rdata`` (32 bits) out, valid one cycle after
-    ``bank``/``addr`` settle."""
+    signed 32-bit value), ``we`` in; ``rdata`` (32 bits) out, valid
+    :data:`HOST_READ_LATENCY` cycles after ``bank``/``addr`` settle."""
     return wiring.Signature(
         {
             "bank": In(unsigned(bits_for(banks - 1))),
