@@ -3,7 +3,8 @@
 Each design is generated, then synthesized and placed by the flow of ``lstmfx synth``
 (Yosys ``synth_ecp5``, nextpnr-ecp5, default speed grade, ``--freq``). One table row per
 design as it finishes: LUT, FF, DSP, BRAM, Fmax, cycles per step (the manifest's) and
-steps per second (Fmax / cycles per step), and the wall time of the two tools.
+steps per second (Fmax / cycles per step), the products per cycle per DSP block (how busy
+the multipliers are) and the wall time of the two tools.
 
     python bench/fpga.py [--quick] [--only NAME ...] [--device ecp5-85k] [--freq 150]
                          [--timeout 3600] [--baseline REF] [--json FILE] [--keep DIR]
@@ -35,7 +36,7 @@ from model.config import load_config  # noqa: E402
 #: the synthetic designs: (input size, hidden size, lanes)
 LARGE = ((32, 64, 4), (32, 64, 16))
 COLUMNS = ("design", "code", "lanes", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "met",
-           "cycles/step", "steps/s", "P&R s")  # fmt: skip
+           "cycles/step", "steps/s", "MAC/cyc/DSP", "P&R s")  # fmt: skip
 
 
 def random_config(folder: Path, i_size: int, h_size: int, lanes: int) -> Path:
@@ -91,6 +92,18 @@ def generate_with(tree: Path | None, cfg: Path, out: Path) -> tuple[Path, dict]:
     return v_path, json.loads(m_path.read_text())
 
 
+def macs_per_step(manifest: dict) -> int:
+    """Products one step of the network takes: 4H(I+H) per LSTM layer, plus n_out * n_in
+    per dense layer when it runs every step (``sequence``)."""
+    total = 0
+    for la in manifest["layers"]:
+        if la["kind"] == "lstm":
+            total += 4 * la["hidden_size"] * (la["input_size"] + la["hidden_size"])
+        elif manifest.get("output", "sequence") == "sequence":
+            total += la["output_size"] * la["input_size"]
+    return total
+
+
 def measure(cfg: Path, code: str, tree: Path | None, work: Path, args) -> dict:
     row = {"design": cfg.parent.name if cfg.name == "config.toml" else cfg.stem, "code": code}
     out = work / f"{row['design']}-{code}"
@@ -108,6 +121,8 @@ def measure(cfg: Path, code: str, tree: Path | None, work: Path, args) -> dict:
         **res.to_json(),
         "cycles_per_step": cycles,
         "steps_per_s": res.fmax_mhz * 1e6 / cycles,
+        # how busy the multipliers are: a lane that issues a product every cycle scores 1
+        "macs_per_cycle_per_dsp": macs_per_step(man) / cycles / max(1, res.dsp),
     }
 
 
@@ -116,12 +131,13 @@ def format_row(r: dict) -> str:
         return f"{r['design']:<22} {r['code']:<8} error: {r['error']}"
     cells = (r["design"], r["code"], r["lanes"], r["lut"], r["ff"], r["dsp"], r["bram"],
              f"{r['fmax_mhz']:.1f}", "yes" if r["met"] else "no", r["cycles_per_step"],
-             f"{r['steps_per_s']:,.0f}", f"{sum(r['seconds'].values()):.0f}")  # fmt: skip
+             f"{r['steps_per_s']:,.0f}", f"{r['macs_per_cycle_per_dsp']:.2f}",
+             f"{sum(r['seconds'].values()):.0f}")  # fmt: skip
     return _line(cells)
 
 
 def _line(cells) -> str:
-    widths = (22, 8, 7, 7, 7, 5, 5, 9, 4, 12, 12, 6)
+    widths = (22, 8, 7, 7, 7, 5, 5, 9, 4, 12, 12, 11, 6)
     return " ".join(
         f"{c:<{w}}" if k < 3 else f"{c:>{w}}" for k, (c, w) in enumerate(zip(cells, widths))
     )

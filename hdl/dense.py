@@ -9,7 +9,18 @@ from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.fixed import Rom, bits_for, fmt_shape, pick, round_into, vector_stream
+from hdl.fixed import (
+    MUL_LATENCY,
+    ROUND_LATENCY,
+    Rom,
+    bits_for,
+    delay,
+    fmt_shape,
+    pick,
+    product,
+    round_stages,
+    vector_stream,
+)
 from hdl.host import connect_banks, core_host_bus, mem_host_signature
 from model.qmodel import DenseLayer, exact_sum
 
@@ -48,15 +59,18 @@ class DenseMacLane(wiring.Component):
     :func:`out_sum` fractional bits, before the activation) and ``out`` (relu, if the layer
     has it, then one rounding into ``out``).
 
-    Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency` (4)
-    cycles after the beat with ``last``; rows may follow each other with no gap.
+    Handshake: ``always_ready`` streams, no stall. ``o.valid`` pulses :attr:`latency`
+    cycles after the beat with ``last``; rows may follow each other with no gap. The
+    weight ROM's word and the operand are registered before the multiplier and the product
+    after it (the DSP block's input and output registers), and the rounding takes
+    :data:`hdl.fixed.ROUND_LATENCY` register stages.
 
     With ``host`` the weight and bias memories are RAMs with a host port each
     (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + j``: ``w[row][j]``)
     and ``host_b`` (word ``slot``: ``b[row]``).
     """
 
-    latency = 4
+    latency = 4 + MUL_LATENCY + ROUND_LATENCY
 
     def __init__(self, *, layer: DenseLayer, rows, host: bool = False):
         if not isinstance(layer, DenseLayer):
@@ -113,45 +127,47 @@ class DenseMacLane(wiring.Component):
         rd_b = Rom(m, "bias", fmt_shape(f["b"]), [la.b[r] for r in self._rows], host=host_b)
         m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
 
-        # stage 1: ROM words arrive; the beat's fields are registered alongside
-        s1 = Signal(self._beat, name="s1")
+        # stage 1: the ROM words arrive; the beat's fields are registered alongside
+        s1 = Signal(self._beat, name="s1", reset_less=True)
         v1 = Signal(name="v1")
         m.d.sync += [s1.eq(beat), v1.eq(self.i.valid)]
 
-        # stage 2: the product, and the starting value of the sum
+        # stage 2: the ROM word in a register (a block RAM's output goes nowhere else)
+        weight = Signal(fmt_shape(f["w"]), name="weight", reset_less=True)
+        operand = Signal(fmt_shape(la.in_fmt), name="operand", reset_less=True)
+        bias = Signal(fmt_shape(f["b"]), name="bias", reset_less=True)
+        m.d.sync += [weight.eq(rd_w.data), operand.eq(s1.operand), bias.eq(rd_b.data)]
+        s2 = delay(m, s1, 1, name="s2", reset_less=True)
+        v2 = delay(m, v1, 1, name="v2")
+
+        # stage 3: the DSP block (input and pipeline registers), then a fabric register, and
+        # the starting value of the sum alongside
         sx = self._acc_frac - f["w"].frac - la.in_fmt.frac
         sb = self._acc_frac - f["b"].frac
-        prod = Signal(signed(len(rd_w.data) + len(s1.operand) + 1), name="product")
-        start = Signal(signed(self._acc_w), name="start")
-        s2 = Signal(self._beat, name="s2")
-        v2 = Signal(name="v2")
+        dsp = product(m, weight, operand, name="product")
+        prod = delay(m, dsp, 1, name="prod", reset_less=True)
+        start = delay(m, bias << sb, 1 + MUL_LATENCY, name="start", reset_less=True)
+        s3 = delay(m, s2, 1 + MUL_LATENCY, name="s3", reset_less=True)
+        v3 = delay(m, v2, 1 + MUL_LATENCY, name="v3")
+
+        # stage 4: accumulate, exactly
+        acc = Signal(signed(self._acc_w), name="acc", reset_less=True)
+        s4 = Signal(self._beat, name="s4", reset_less=True)
+        v4 = Signal(name="v4")
+        with m.If(v3):
+            m.d.sync += acc.eq(Mux(s3.first, start, acc) + (prod << sx))
+        m.d.sync += [s4.eq(s3), v4.eq(v3)]
+
+        # stages 5, 6: the activation on the exact sum, then the one rounding into out
+        act = Signal(signed(self._acc_w), name="activated")
+        m.d.comb += act.eq(Mux(acc[-1], 0, acc) if la.activation == "relu" else acc)
+        out, stages = round_stages(m, act, self._acc_frac, la.out_fmt, name="out_rounded")
+        m.d.comb += self.o.payload.out.eq(out)
         m.d.sync += [
-            prod.eq(rd_w.data * s1.operand),
-            start.eq(rd_b.data << sb),
-            s2.eq(s1),
-            v2.eq(v1),
+            self.o.valid.eq(delay(m, v4 & s4.last, stages - 1, name="ends")),
+            self.o.payload.slot.eq(delay(m, s4.slot, stages - 1, name="slot", reset_less=True)),
+            self.o.payload.acc.eq(delay(m, acc, stages - 1, name="acc_out", reset_less=True)),
         ]
-
-        # stage 3: accumulate, exactly
-        acc = Signal(signed(self._acc_w), name="acc")
-        s3 = Signal(self._beat, name="s3")
-        v3 = Signal(name="v3")
-        with m.If(v2):
-            m.d.sync += acc.eq(Mux(s2.first, start, acc) + (prod << sx))
-        m.d.sync += [s3.eq(s2), v3.eq(v2)]
-
-        # stage 4: the activation on the exact sum, then the one rounding into out
-        act = Mux(acc < 0, 0, acc) if la.activation == "relu" else acc
-        act_sig = Signal(signed(self._acc_w), name="activated")
-        m.d.comb += act_sig.eq(act)
-        out = round_into(m, act_sig, self._acc_frac, la.out_fmt, name="out_rounded")
-        m.d.sync += self.o.valid.eq(v3 & s3.last)
-        with m.If(v3 & s3.last):
-            m.d.sync += [
-                self.o.payload.slot.eq(s3.slot),
-                self.o.payload.out.eq(out),
-                self.o.payload.acc.eq(acc),
-            ]
         return m
 
 
@@ -288,18 +304,20 @@ class DenseCore(wiring.Component):
         m = Module()
 
         u_shape, y_shape = fmt_shape(la.in_fmt), fmt_shape(la.out_fmt)
-        u_next = [Signal(u_shape, name=f"u_next_{k}") for k in range(n_in)]
+        # data registers carry no reset: only valid bits and counters do
+        u_next = [Signal(u_shape, name=f"u_next_{k}", reset_less=True) for k in range(n_in)]
         u_next_valid = Signal(name="u_next_valid")
-        u_next_last = Signal(name="u_next_last")
-        u_cur = [Signal(u_shape, name=f"u_cur_{k}") for k in range(n_in)]
-        cur_last = Signal(name="cur_last")
-        y_work = [Signal(y_shape, name=f"y_work_{k}") for k in range(n_out)]
+        u_next_last = Signal(name="u_next_last", reset_less=True)
+        u_cur = [Signal(u_shape, name=f"u_cur_{k}", reset_less=True) for k in range(n_in)]
+        cur_last = Signal(name="cur_last", reset_less=True)
+        y_work = [Signal(y_shape, name=f"y_work_{k}", reset_less=True) for k in range(n_out)]
         busy = Signal(name="busy")
         issuing = Signal(name="issuing")
         addr = Signal(unsigned(bits_for(g_len * k_len - 1)), name="mac_addr")
         col = Signal(unsigned(bits_for(k_len - 1)), name="mac_col")
         grp = Signal(unsigned(bits_for(g_len - 1)), name="mac_group")
-        done = Signal(unsigned(bits_for(n_out)), name="rows_done")
+        groups_left = Signal(unsigned(bits_for(g_len)), name="groups_left")
+        finished = Signal(name="vector_finished")  # every row of the vector is in y_work
 
         # ---- input holding register: ready comes from a register (and is low in reset)
         m.d.comb += self.i.ready.eq(~u_next_valid & ~ResetSignal())
@@ -309,14 +327,16 @@ class DenseCore(wiring.Component):
                 m.d.sync += u_next[k].eq(self.i.payload.data[k * w : (k + 1) * w])
             m.d.sync += [u_next_valid.eq(1), u_next_last.eq(self.i.payload.last)]
 
-        # ---- the MAC lanes: one element of u per cycle, shared by all lanes
-        operand = Signal(u_shape, name="mac_operand")
-        m.d.comb += operand.eq(pick(u_cur, col))
-        macs = []
+        # ---- the MAC lanes: one element of u per cycle, shared by all lanes. u rotates
+        # through a shift register (element ``col`` sits in u_cur[0]), so no K:1 multiplexer
+        # sits before the lanes.
+        with m.If(issuing):
+            m.d.sync += [u_cur[k].eq(u_cur[(k + 1) % n_in]) for k in range(n_in)]
+        lanes = []
         for lane in range(p):
             rows = [g * p + lane for g in range(g_len)]
             m.submodules[f"lane{lane}"] = mac = DenseMacLane(layer=la, rows=rows, host=self._host)
-            macs.append(mac)
+            lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
                 mac.i.valid.eq(issuing),
@@ -324,7 +344,7 @@ class DenseCore(wiring.Component):
                 beat.slot.eq(grp),
                 beat.first.eq(col == 0),
                 beat.last.eq(col == k_len - 1),
-                beat.operand.eq(operand),
+                beat.operand.eq(u_cur[0]),
             ]
             res = mac.o.payload
             index = Signal(unsigned(bits_for(n_out - 1)), name=f"lane{lane}_index")
@@ -336,12 +356,15 @@ class DenseCore(wiring.Component):
                 getattr(probe, f"trace{lane}_out").eq(res.out),
                 getattr(probe, f"trace{lane}_acc").eq(res.acc),
             ]
-            for g, row in enumerate(rows):
-                with m.If(mac.o.valid & (res.slot == g)):
-                    m.d.sync += y_work[row].eq(res.out)
-            if lane == 0:
-                with m.If(mac.o.valid):
-                    m.d.sync += done.eq(done + p)
+        # the lanes finish a row group together (row g*P + l in lane l): the group's P outputs
+        # enter the top of y_work and everything moves down by P, so after G groups row r sits
+        # in y_work[r]; no lane needs a G-way write decode
+        with m.If(lanes[0].o.valid):
+            # a register, not a compare in front of the commit: the commit reaches wide enables
+            m.d.sync += [groups_left.eq(groups_left - 1), finished.eq(groups_left == 1)]
+            for r in range(n_out):
+                src = y_work[r + p] if r + p < n_out else lanes[r + p - n_out].o.payload.out
+                m.d.sync += y_work[r].eq(src)
         with m.If(issuing):
             m.d.sync += addr.eq(addr + 1)
             with m.If(col == k_len - 1):
@@ -352,21 +375,23 @@ class DenseCore(wiring.Component):
                 m.d.sync += issuing.eq(0)
 
         if self._host:
-            connect_banks(m, self.host, [mac.host_w for mac in macs] + [mac.host_b for mac in macs])
+            connect_banks(
+                m, self.host, [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
+            )
 
         # ---- the end of a vector: offer y, start the next one
         out_free = ~self.o.valid | self.o.ready
         commit = Signal(name="vector_commit")
         start = Signal(name="vector_start")
         m.d.comb += [
-            commit.eq(busy & ~issuing & (done == n_out) & out_free),
+            commit.eq(finished & out_free),
             start.eq((~busy | commit) & u_next_valid),
         ]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(commit):
             m.d.sync += [
-                done.eq(0),
+                finished.eq(0),
                 busy.eq(0),
                 self.o.payload.data.eq(Cat(*y_work)),
                 self.o.payload.last.eq(cur_last),
@@ -382,5 +407,6 @@ class DenseCore(wiring.Component):
                 addr.eq(0),
                 col.eq(0),
                 grp.eq(0),
+                groups_left.eq(g_len),
             ]
         return m

@@ -80,6 +80,31 @@ module {module} #(
 endmodule
 """
 
+#: the Verilog multiplier every :func:`hdl.fixed.product` instantiates (module
+#: ``<name>_mul``): signed operands into input registers, their product into a pipeline
+#: register, two clocks from operands to product; vendor tools pack it into one DSP block
+#: with those registers, and ``lstmfx synth`` swaps in the ECP5 primitive (hdl/synth.py)
+MUL_VERILOG = """\
+// p = a * b, signed, two clk after a and b: input registers, then a product register.
+module {module} #(
+  parameter A_WIDTH = 18,
+  parameter B_WIDTH = 18
+) (
+  input wire clk,
+  input wire signed [A_WIDTH-1:0] a,
+  input wire signed [B_WIDTH-1:0] b,
+  output reg signed [A_WIDTH+B_WIDTH-1:0] p
+);
+  reg signed [A_WIDTH-1:0] a_r;
+  reg signed [B_WIDTH-1:0] b_r;
+  always @(posedge clk) begin
+    a_r <= a;
+    b_r <= b;
+    p <= a_r * b_r;
+  end
+endmodule
+"""
+
 #: ``verilator --lint-only -Wall`` warnings the generated Verilog may raise, each waived by
 #: name (``-Wno-<name>``) and why; tests/hdl/test_verilog.py lints with exactly these
 LINT_WAIVERS = {
@@ -258,7 +283,7 @@ def verilog_files(core: NetworkCore, *, readmem_dir=None) -> tuple[str, dict[str
     the same core gives the same text.
     """
     name = core.network.name
-    with rom_instances(f"{name}_rom", f"{name}_ram") as export:
+    with rom_instances(f"{name}_rom", f"{name}_mul", f"{name}_ram") as export:
         fragment = Fragment.get(core, None)
     roms = _rom_files(fragment, export, name, readmem_dir)
     text, _ = rtlil.convert_fragment(fragment, _ports(core), name, emit_src=False)
@@ -282,6 +307,8 @@ def verilog_files(core: NetworkCore, *, readmem_dir=None) -> tuple[str, dict[str
         body += "\n" + ROM_VERILOG.format(module=export.module)
     if export.rams_used:
         body += "\n" + RAM_VERILOG.format(module=export.ram_module)
+    if export.muls:
+        body += "\n" + MUL_VERILOG.format(module=f"{name}_mul")
     return header(core, sorted(roms)) + body, roms
 
 

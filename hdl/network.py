@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.axil import WeightBus, axil_members
 from hdl.core import LstmCore, Schedule, valid_lanes
 from hdl.dense import DenseCore, DenseSchedule, valid_dense_lanes
+from hdl.skid import SkidBuffer
 from model.qmodel import QuantizedNetwork
 from model.weightmap import weight_map
 
@@ -32,6 +33,8 @@ DERIVED_KEYS = (
 #: extra cycles per step that chaining the layers costs: none (each layer's output
 #: register feeds the next layer's holding register directly; see NetworkCore)
 CHAIN_CYCLES_PER_STEP = 0
+#: cycles the output skid buffer (:class:`hdl.skid.SkidBuffer`) adds to the latency
+OUTPUT_CYCLES = SkidBuffer.latency
 
 
 def padded(bits: int) -> int:
@@ -202,7 +205,8 @@ def _checked(layer, lanes, name: str) -> int:
 def network_hardware(network: QuantizedNetwork, lanes: dict | None = None) -> dict:
     """The manifest's ``hardware`` section of the chain, without building it: the config's
     ``lanes`` (and ``lane_budget``), the chain's ``cycles_per_step`` (the slowest per-step
-    layer's + :data:`CHAIN_CYCLES_PER_STEP`) and ``latency`` (the sum of the layers'), and
+    layer's + :data:`CHAIN_CYCLES_PER_STEP`) and ``latency`` (the sum of the layers', plus
+    :data:`OUTPUT_CYCLES` of the output skid buffer), and
     ``layers``: each layer's name, kind, lanes, cycles per step, latency and pipeline."""
     lanes = dict(lanes) if lanes is not None else layer_lanes(network)
     hw = network.hardware or {}
@@ -219,7 +223,7 @@ def network_hardware(network: QuantizedNetwork, lanes: dict | None = None) -> di
         {
             "cycles_per_step": CHAIN_CYCLES_PER_STEP
             + max(e["cycles_per_step"] for e in entries if e["name"] in steps),
-            "latency": sum(e["latency"] for e in entries),
+            "latency": OUTPUT_CYCLES + sum(e["latency"] for e in entries),
             "chaining_cycles": CHAIN_CYCLES_PER_STEP,
             "interface": "axi4-stream",
             "clock": "clk",
@@ -259,7 +263,9 @@ class NetworkCore(wiring.Component):
     same time (layer 2 on step t while layer 1 is on step t+1). When input and output never
     wait, the network takes a step every ``max`` over per-step layers of their
     ``cycles_per_step`` (+ :data:`CHAIN_CYCLES_PER_STEP` = 0) cycles, and an input beat's
-    output is valid the sum of the layers' ``latency`` after its transfer, when idle.
+    output is valid the sum of the layers' ``latency`` (+ :data:`OUTPUT_CYCLES`) after its
+    transfer, when idle. The last core's output reaches ``m_axis`` through a
+    :class:`hdl.skid.SkidBuffer`, so ``m_axis_tready`` drives no core's enables.
     Only the top LSTM layer has ``output = "last"``.
 
     With run-time weights (``hardware["weights"] == "axi-lite"``, SPEC §5b) the top module
@@ -353,11 +359,14 @@ class NetworkCore(wiring.Component):
         ]
         for below, above in itertools.pairwise(chain):
             wiring.connect(m, below.o, above.i)
+        # m_axis_tready reaches only the skid buffer's registers, not the cores' state
+        m.submodules.out_skid = skid = SkidBuffer(last.o.payload.shape())
+        wiring.connect(m, last.o, skid.i)
         m.d.comb += [
-            self.m_axis_tdata.eq(last.o.payload.data),  # zero-extends into the padding
-            self.m_axis_tlast.eq(last.o.payload.last),
-            self.m_axis_tvalid.eq(last.o.valid),
-            last.o.ready.eq(self.m_axis_tready),
+            self.m_axis_tdata.eq(skid.o.payload.data),  # zero-extends into the padding
+            self.m_axis_tlast.eq(skid.o.payload.last),
+            self.m_axis_tvalid.eq(skid.o.valid),
+            skid.o.ready.eq(self.m_axis_tready),
         ]
 
         bus = self._weight_bus

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -298,6 +299,48 @@ def get_device(name: str) -> Device:
     return DEVICES[name]
 
 
+#: the ECP5 body of a design's ``<top>_mul`` (hdl/generate.py's MUL_VERILOG): a MULT18X18D
+#: with its input and pipeline registers on, so that neither the fabric nor routing sits
+#: between them and the multiplier (Yosys maps a plain ``$mul`` with every register
+#: bypassed). Operands are sign-extended to 18 bits; the low A_WIDTH + B_WIDTH bits of the
+#: 36-bit product are the exact product. keep_hierarchy: flattened into the design, the
+#: registered primitive makes this Yosys' ABC9 exit without a message.
+ECP5_MUL = (
+    """\
+(* keep_hierarchy *)
+module {module} #(
+  parameter A_WIDTH = 18,
+  parameter B_WIDTH = 18
+) (
+  input wire clk,
+  input wire signed [A_WIDTH-1:0] a,
+  input wire signed [B_WIDTH-1:0] b,
+  output wire signed [A_WIDTH+B_WIDTH-1:0] p
+);
+  wire signed [17:0] a18 = a;
+  wire signed [17:0] b18 = b;
+  wire [35:0] p36;
+  MULT18X18D #(
+    .REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), .REG_PIPELINE_CLK("CLK0"),
+    .REG_OUTPUT_CLK("NONE"), .GSR("DISABLED"), .RESETMODE("SYNC")
+  ) dsp (
+"""
+    + "".join(f"    .A{k}(a18[{k}]), .B{k}(b18[{k}]), .C{k}(1'b0),\n" for k in range(18))
+    + """\
+    .SIGNEDA(1'b1), .SIGNEDB(1'b1), .SOURCEA(1'b0), .SOURCEB(1'b0),
+    .CLK0(clk), .CLK1(1'b0), .CLK2(1'b0), .CLK3(1'b0),
+    .CE0(1'b1), .CE1(1'b0), .CE2(1'b0), .CE3(1'b0),
+    .RST0(1'b0), .RST1(1'b0), .RST2(1'b0), .RST3(1'b0),
+"""
+    + ",\n".join(f"    .P{k}(p36[{k}])" for k in range(36))
+    + """
+  );
+  assign p = p36[A_WIDTH+B_WIDTH-1:0];
+endmodule
+"""
+)
+
+
 def synth_verilog(
     verilog_path,
     top: str,
@@ -331,9 +374,14 @@ def synth_verilog(
     script = work / f"{stem}.ys"
     # the tools run in WebAssembly, where absolute paths do not always reach the host's
     # (/tmp, for one): name every file relative to the tool's working directory
+    reads = f"read_verilog {v_path.name}\n"
+    mul = f"{top}_mul"
+    if dev.family == "ecp5" and re.search(rf"^module {re.escape(mul)}\b", v_path.read_text(), re.M):
+        override = work / f"{stem}.mul.v"
+        override.write_text(ECP5_MUL.format(module=mul))
+        reads += f"read_verilog -overwrite {_rel(override, v_path.parent)}\n"
     script.write_text(
-        f"read_verilog {v_path.name}\n"
-        f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}\n"
+        reads + f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}\n"
         f"tee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
     )
     seconds = {}

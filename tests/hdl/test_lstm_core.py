@@ -7,7 +7,7 @@ from hdl_models import ODD_FORMATS, make_qmodel, random_inputs
 from stream_bench import assert_same, expected, run_network
 
 from hdl.core import LstmCore, valid_lanes
-from hdl.network import NetworkCore
+from hdl.network import OUTPUT_CYCLES, NetworkCore
 from model.lstm import lstm_fixed
 
 CASES = {
@@ -65,11 +65,12 @@ def test_cycles_per_step_and_latency_as_stated(lanes):
     res, dut = run_network(qm, seqs)
     net_hw = dut.hardware()
     (hw,) = net_hw["layers"]
-    # one layer: the chain adds nothing to version 1's numbers
-    assert (net_hw["cycles_per_step"], net_hw["latency"]) == (hw["cycles_per_step"], hw["latency"])
+    # one layer: the chain adds only the output skid buffer's cycle to the layer's latency
+    assert net_hw["cycles_per_step"] == hw["cycles_per_step"]
+    assert net_hw["latency"] == hw["latency"] + OUTPUT_CYCLES
     gaps = set(np.diff(res.beat_cycles).tolist())
     assert gaps == {hw["cycles_per_step"]}
-    assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]
+    assert res.beat_cycles[0] - res.in_cycles[0] == net_hw["latency"]
     # within the bound every design with P lanes obeys, plus the pipeline depth
     bound = -(-4 * h * (i + h) // lanes)
     assert hw["min_cycles_per_step"] == bound == hw["mac_cycles_per_step"]

@@ -5,7 +5,7 @@ import pytest
 from hdl_models import ODD_FORMATS, make_network, random_inputs
 from stream_bench import assert_same, expected, run_network
 
-from hdl.network import lane_options
+from hdl.network import OUTPUT_CYCLES, lane_options
 from model.network import run_fixed
 
 RELU_OUT = {"w": "fixed<10,2,RND,SAT>", "b": "fixed<10,4,RND,SAT>", "out": "ufixed<8,3,RND,SAT>"}
@@ -65,7 +65,7 @@ def test_chain_timing_as_stated(output):
     layers = {e["name"]: e for e in hw["layers"]}
     steps = ["lstm1", "lstm2", "dense1"] if output == "sequence" else ["lstm1", "lstm2"]
     assert hw["cycles_per_step"] == max(layers[n]["cycles_per_step"] for n in steps)
-    assert hw["latency"] == sum(e["latency"] for e in hw["layers"])
+    assert hw["latency"] == OUTPUT_CYCLES + sum(e["latency"] for e in hw["layers"])
     assert set(np.diff(res.beat_cycles).tolist()) == {hw["cycles_per_step"]}
     assert res.beat_cycles[0] - res.in_cycles[0] == hw["latency"]
 

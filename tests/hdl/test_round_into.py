@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from hdl.fixed import round_into
+from hdl.fixed import ROUND_LATENCY, round_into, round_stages
 from model.formats import O_MODES, Q_MODES, Format, quantize
 
 #: (source width, source signed, source frac, target format without Q/O)
@@ -52,4 +52,45 @@ def test_round_into_every_mode(case):
         if diff.size:
             k = diff[0]
             bad.append(f"{q},{o}: value {values[k]} gave {got[k]}, model {want[k]}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"case{k}" for k in range(len(CASES))])
+def test_round_stages_every_mode(case):
+    """round_stages, fed a new value every cycle, gives round_into's codes ROUND_LATENCY
+    cycles later: the pipelined rounding is the same circuit, registered."""
+    src_w, src_signed, src_frac, tgt = case
+    m = Module()
+    v = Signal(signed(src_w) if src_signed else unsigned(src_w))
+    modes = list(itertools.product(Q_MODES, O_MODES))
+    fmts = [Format(tgt[0], tgt[1], tgt[1] - tgt[2], q, o) for q, o in modes]
+    outs = []
+    for k, fmt in enumerate(fmts):
+        out, latency = round_stages(m, v, src_frac, fmt, name=f"r{k}")
+        assert latency == ROUND_LATENCY
+        outs.append(out)
+    lo = -(1 << (src_w - 1)) if src_signed else 0
+    values = list(range(lo, lo + (1 << src_w)))
+    got = [[] for _ in fmts]
+
+    async def bench(ctx):
+        for n in range(len(values) + ROUND_LATENCY):
+            if n < len(values):
+                ctx.set(v, values[n])
+            await ctx.tick()
+            if n >= ROUND_LATENCY - 1 and n - (ROUND_LATENCY - 1) < len(values):
+                for k, out in enumerate(outs):
+                    got[k].append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    bad = []
+    for k, fmt in enumerate(fmts):
+        want = [int(quantize(val, src_frac, *fmt.args())[0]) for val in values]
+        diff = np.flatnonzero(np.array(got[k]) != np.array(want))
+        if diff.size:
+            j = diff[0]
+            bad.append(f"{fmt.q},{fmt.o}: value {values[j]} gave {got[k][j]}, model {want[j]}")
     assert not bad, "\n".join(bad)

@@ -15,7 +15,7 @@ from hdl_models import ODD_FORMATS, make_network, make_qmodel
 from hdl import cli
 from hdl.core import Schedule
 from hdl.generate import describe_lanes, generate, lint_flags, stats
-from hdl.network import layer_lanes
+from hdl.network import OUTPUT_CYCLES, layer_lanes
 from model.config import load_config
 from model.lstm import FloatLSTM
 from model.network import FloatDense, FloatNetwork
@@ -60,7 +60,8 @@ def test_files_ports_and_manifest(design):
     assert hw["layers"] == [{"name": "lstm1", **Schedule.of(layer, 2).hardware()}]
     lay = hw["layers"][0]
     assert lay["lanes"] == 2 and lay["cycles_per_step"] == 4 * 3 * 5 // 2 + lay["pipeline_depth"]
-    assert (hw["cycles_per_step"], hw["latency"]) == (lay["cycles_per_step"], lay["latency"])
+    assert hw["cycles_per_step"] == lay["cycles_per_step"]
+    assert hw["latency"] == lay["latency"] + OUTPUT_CYCLES
 
 
 def lint(v_path):
@@ -171,7 +172,7 @@ def test_network_verilog_lints_and_reads_back(tmp_path):
     assert [e["name"] for e in hw["layers"]] == ["lstm1", "lstm2", "dense1"]
     assert sum(e["lanes"] for e in hw["layers"]) <= 7
     assert hw["cycles_per_step"] == max(e["cycles_per_step"] for e in hw["layers"])
-    assert hw["latency"] == sum(e["latency"] for e in hw["layers"])
+    assert hw["latency"] == OUTPUT_CYCLES + sum(e["latency"] for e in hw["layers"])
     assert [e["lanes"] for e in hw["layers"]] == [4, 2, 1]  # what auto chose
     # lstm1 (4 lanes, no peepholes): 4 MACs + f*c, i*g, o*tanh + 5 PWL slopes; lstm2 (2
     # lanes, each with i or f rows): 2 MACs, 2 peephole products, 4 in the cell, 5 PWL; head 1
