@@ -71,9 +71,14 @@ def connect_banks(m, bus, banks) -> None:
     first) or None (no memory there: reads 0). The address and code go to all, ``we`` to
     the selected bank only; ``rdata`` is the selected bank's word, extended by its shape
     (a code of a fixed format sign-extends)."""
+    firsts = [None if b is None else (b[0] if isinstance(b, list | tuple) else b) for b in banks]
+    # the multiplexer is as wide as the widest code (as a signed value), not 32 bits
+    width = max(
+        len(f.rdata) + (0 if f.rdata.shape().signed else 1) for f in firsts if f is not None
+    )
     words = []
     for q, bank in enumerate(banks):
-        word = Signal(unsigned(CODE_BITS), name=f"host_rdata_{q}")
+        word = Signal(signed(width), name=f"host_rdata_{q}")
         words.append(word)
         if bank is None:
             continue
@@ -85,7 +90,8 @@ def connect_banks(m, bus, banks) -> None:
                 port.we.eq(bus.we & (bus.bank == q)),
             ]
         m.d.comb += word.eq(ports[0].rdata)  # extends by the port's signedness
-    m.d.comb += bus.rdata.eq(pick(words, bus.bank))
+    picked = Signal(signed(width), name="host_rdata")
+    m.d.comb += [picked.eq(pick(words, bus.bank)), bus.rdata.eq(picked)]  # sign-extends
 
 
 @dataclass(frozen=True)

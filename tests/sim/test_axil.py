@@ -39,12 +39,16 @@ PLAN = {"verilator": (12, 10_000), "icarus": (6, 10_000)}
 def axil_network(seed: int, name: str = "axil_net") -> QuantizedNetwork:
     """Two LSTM layers (3 -> 4 -> 4; the second with peepholes (a p format of its own), its
     own h format, 8 lanes: two cell updates, each with a copy of p_o) and a
-    relu head of 2."""
+    relu head of 2 with an unsigned bias format."""
     rng = np.random.default_rng(seed)
     l1 = lstm_layer(rng, 3, 4, {"cell": "fixed<14,3,RND,SAT>"})
     fmts = {"h": "fixed<12,3,RND,SAT>", "w": "fixed<10,2,RND,SAT>", "p": "fixed<9,1,RND,SAT>"}
     l2 = lstm_layer(rng, 4, 4, fmts, peephole=True, x_fmt=l1.out_fmt)
-    head = dense_layer(rng, l2.out_fmt, 4, 2, "relu", {"w": "fixed<12,2,RND,SAT>"})
+    # an unsigned bias whose codes have their top bit set: they read back zero-extended
+    head = dense_layer(
+        rng, l2.out_fmt, 4, 2, "relu", {"w": "fixed<12,2,RND,SAT>", "b": "ufixed<12,3,RND,SAT>"}
+    )
+    head.b = np.array([4095 - 100 * seed, 2048 + 7 * seed], dtype=np.int64)
     return QuantizedNetwork(name, [l1, l2, head], hardware=dict(HARDWARE))
 
 
