@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import ROUND_LATENCY, Rom, bits_for, delay, fmt_shape, round_stages
+from hdl.host import mem_host_signature
 from hdl.mac import preact_sum
 from hdl.pwl import PwlUnit
 from model.qmodel import LstmLayer, exact_sum
@@ -49,7 +50,7 @@ class CellUpdate(wiring.Component):
     every rounding is :func:`hdl.fixed.round_stages`.
     """
 
-    def __init__(self, *, layer: LstmLayer):
+    def __init__(self, *, layer: LstmLayer, host: bool = False):
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
         self._qm = layer
@@ -79,6 +80,10 @@ class CellUpdate(wiring.Component):
             "o": Out(stream.Signature(outputs, always_ready=True)),
         }
         members.update({f"trace_{k}": Out(v) for k, v in shapes.items()})
+        self._host = bool(host) and layer.peephole
+        if self._host:
+            p_host = mem_host_signature(layer.hidden_size, fmt_shape(f["p"]))
+            members.update({f"host_p{g}": Out(p_host) for g in "ifo"})
         super().__init__(members)
 
     @staticmethod
@@ -108,6 +113,10 @@ class CellUpdate(wiring.Component):
     def latency(self) -> int:
         """Cycles from ``i.valid`` to ``o.valid``."""
         return self.latency_for(self._qm)
+
+    def _p_host(self, gate: str):
+        """The host port of the ``p_<gate>`` memory, or None without run-time weights."""
+        return getattr(self, f"host_p{gate}") if self._host else None
 
     def elaborate(self, platform):
         qm = self._qm
@@ -162,8 +171,8 @@ class CellUpdate(wiring.Component):
         # the pre-activations of i, f (with p c_{t-1}) and g (and o without peepholes)
         pres = {}
         if peep:
-            p_i = Rom(m, "peephole_i", p_shape, qm.p[:h_len])
-            p_f = Rom(m, "peephole_f", p_shape, qm.p[h_len : 2 * h_len])
+            p_i = Rom(m, "peephole_i", p_shape, qm.p[:h_len], host=self._p_host("i"))
+            p_f = Rom(m, "peephole_f", p_shape, qm.p[h_len : 2 * h_len], host=self._p_host("f"))
             m.d.comb += [p_i.addr.eq(inp.unit), p_f.addr.eq(inp.unit)]
             for gate, rom in (("i", p_i), ("f", p_f)):
                 word = reg(p_shape, f"p_{gate}")  # at 2
@@ -207,7 +216,7 @@ class CellUpdate(wiring.Component):
 
         if peep:
             # pre_o = round(acc_o + p_o * c_t): o's peephole sees this step's cell
-            p_o = Rom(m, "peephole_o", p_shape, qm.p[2 * h_len :])
+            p_o = Rom(m, "peephole_o", p_shape, qm.p[2 * h_len :], host=self._p_host("o"))
             m.d.comb += p_o.addr.eq(later(inp.unit, t_c - 2, "unit_p"))
             word = reg(p_shape, "p_o")  # at t_c, beside c_t
             m.d.sync += word.eq(p_o.data)

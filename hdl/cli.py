@@ -45,10 +45,20 @@ def run(args: argparse.Namespace) -> int:
     print(describe_lanes(net))  # says what lanes = "auto" chose
     v_path, m_path = generate(net, args.out_dir)
     print(f"wrote {v_path}")
-    roms = json.loads(m_path.read_text())["hardware"].get("rom_files", [])
+    hw = json.loads(m_path.read_text())["hardware"]
+    roms = hw.get("rom_files", [])
     if roms:  # the Verilog reads them with $readmemh, from its own folder
         print(f"wrote {len(roms)} ROM file(s) {net.name}_*.hex beside it ($readmemh)")
     print(f"wrote {m_path}")
+    if "weight_map" in hw:
+        from model.weightmap import address_bits
+
+        words = sum(e["rows"] * e["cols"] for e in hw["weight_map"])
+        print(
+            f"run-time weights: AXI4-Lite slave s_axil_* with {words} weight words, "
+            f"{address_bits(hw['weight_map'])}-bit addresses (the manifest's weight_map); "
+            f"lstmfx weights writes a new model's words"
+        )
     if args.stats:
         print(format_stats(stats(v_path, net.name)))
     return 0

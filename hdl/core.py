@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.cell import TRACE, CellUpdate
 from hdl.fixed import bits_for, fmt_shape, vector_stream
+from hdl.host import connect_banks, core_host_bus
 from hdl.mac import GateMacLane, operand_width
 from model.qmodel import LstmLayer
 
@@ -130,7 +131,7 @@ class LstmCore(wiring.Component):
     """
 
     def __init__(self, layer: LstmLayer, *, lanes: int = 1, output: str = "sequence",
-                 name: str = "lstm1"):  # fmt: skip
+                 name: str = "lstm1", host: bool = False):  # fmt: skip
         self._MustUse__silence = True  # until built: a rejected core is not an unused one
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
@@ -150,13 +151,15 @@ class LstmCore(wiring.Component):
             probes[f"trace0_{k}"] = Out(fmt_shape(shapes[k]))
         probes["step_start"] = Out(1)
         probes["step_commit"] = Out(1)
-        super().__init__(
-            {
-                "i": In(vector_stream(layer.input_size, f["x"])),
-                "o": Out(vector_stream(h, f["h"])),
-                "probe": Out(wiring.Signature(probes)),
-            }
-        )
+        members = {
+            "i": In(vector_stream(layer.input_size, f["x"])),
+            "o": Out(vector_stream(h, f["h"])),
+            "probe": Out(wiring.Signature(probes)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host"] = Out(core_host_bus(layer, self._lanes, name=name))
+        super().__init__(members)
         self._MustUse__silence = False
 
     # ------------------------------------------------------------------ the schedule
@@ -283,7 +286,7 @@ class LstmCore(wiring.Component):
         lanes = []
         for lane in range(p):
             rows = [self._row(k, lane)[0] for k in range(g_len)]
-            m.submodules[f"lane{lane}"] = mac = GateMacLane(layer=qm, rows=rows)
+            m.submodules[f"lane{lane}"] = mac = GateMacLane(layer=qm, rows=rows, host=self._host)
             lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
@@ -297,7 +300,12 @@ class LstmCore(wiring.Component):
             ]
 
         # ---- the exact sums of a group go to the one cell update, a unit per cycle
-        m.submodules.cell0 = cell = CellUpdate(layer=qm)
+        m.submodules.cell0 = cell = CellUpdate(layer=qm, host=self._host)
+        if self._host:  # the banks in the order of hdl.host.lstm_routes
+            banks = [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
+            if qm.peephole:
+                banks += [cell.host_pi, cell.host_pf, cell.host_po]
+            connect_banks(m, self.host, banks)
         ci = cell.i.payload
         sums_valid = lanes[0].o.valid  # every lane finishes a row in the same cycle
         unit_in = Signal(unsigned(unit_bits), name="unit_in")

@@ -21,6 +21,7 @@ from hdl.fixed import (
     round_stages,
     vector_stream,
 )
+from hdl.host import connect_banks, core_host_bus, mem_host_signature
 from model.qmodel import DenseLayer, exact_sum
 
 
@@ -63,11 +64,15 @@ class DenseMacLane(wiring.Component):
     weight ROM's word and the operand are registered before the multiplier and the product
     after it (the DSP block's input and output registers), and the rounding takes
     :data:`hdl.fixed.ROUND_LATENCY` register stages.
+
+    With ``host`` the weight and bias memories are RAMs with a host port each
+    (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + j``: ``w[row][j]``)
+    and ``host_b`` (word ``slot``: ``b[row]``).
     """
 
     latency = 4 + MUL_LATENCY + ROUND_LATENCY
 
-    def __init__(self, *, layer: DenseLayer, rows):
+    def __init__(self, *, layer: DenseLayer, rows, host: bool = False):
         if not isinstance(layer, DenseLayer):
             raise TypeError(f"layer must be a model.qmodel.DenseLayer, not {layer!r}")
         rows = [int(r) for r in rows]
@@ -94,12 +99,17 @@ class DenseMacLane(wiring.Component):
                 "acc": signed(self._acc_w),
             }
         )
-        super().__init__(
-            {
-                "i": In(stream.Signature(beat, always_ready=True)),
-                "o": Out(stream.Signature(result, always_ready=True)),
-            }
-        )
+        members = {
+            "i": In(stream.Signature(beat, always_ready=True)),
+            "o": Out(stream.Signature(result, always_ready=True)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host_w"] = Out(
+                mem_host_signature(len(rows) * k, fmt_shape(layer.formats["w"]))
+            )
+            members["host_b"] = Out(mem_host_signature(len(rows), fmt_shape(layer.formats["b"])))
+        super().__init__(members)
 
     @property
     def rows(self) -> tuple[int, ...]:
@@ -112,8 +122,9 @@ class DenseMacLane(wiring.Component):
         beat = self.i.payload
 
         coefs = [int(v) for r in self._rows for v in la.w[r]]
-        rd_w = Rom(m, "weights", fmt_shape(f["w"]), coefs)
-        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [la.b[r] for r in self._rows])
+        host_w, host_b = (self.host_w, self.host_b) if self._host else (None, None)
+        rd_w = Rom(m, "weights", fmt_shape(f["w"]), coefs, host=host_w)
+        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [la.b[r] for r in self._rows], host=host_b)
         m.d.comb += [rd_w.addr.eq(beat.addr), rd_b.addr.eq(beat.slot)]
 
         # stage 1: the ROM words arrive; the beat's fields are registered alongside
@@ -231,9 +242,14 @@ class DenseCore(wiring.Component):
     ``probe`` (for a testbench): for each lane ``l``, while ``trace<l>_valid`` is high,
     ``trace<l>_index`` is the output element k just finished, ``trace<l>_out`` its ``out``
     code and ``trace<l>_acc`` its exact sum before the activation.
+
+    With ``host`` (run-time weights, SPEC §5b) the lanes' weight and bias memories are RAMs
+    behind ``host`` (:func:`hdl.host.host_bus_signature`), banks laid out as
+    :func:`hdl.host.dense_routes` says.
     """
 
-    def __init__(self, layer: DenseLayer, *, lanes: int = 1, name: str = "dense1"):
+    def __init__(self, layer: DenseLayer, *, lanes: int = 1, name: str = "dense1",
+                 host: bool = False):  # fmt: skip
         self._MustUse__silence = True  # until built: a rejected core is not an unused one
         if not isinstance(layer, DenseLayer):
             raise TypeError(f"layer must be a model.qmodel.DenseLayer, not {layer!r}")
@@ -246,13 +262,15 @@ class DenseCore(wiring.Component):
             probes[f"trace{lane}_index"] = Out(unsigned(bits_for(layer.output_size - 1)))
             probes[f"trace{lane}_out"] = Out(fmt_shape(layer.out_fmt))
             probes[f"trace{lane}_acc"] = Out(signed(out_sum(layer)[1]))
-        super().__init__(
-            {
-                "i": In(vector_stream(layer.input_size, layer.in_fmt)),
-                "o": Out(vector_stream(layer.output_size, layer.out_fmt)),
-                "probe": Out(wiring.Signature(probes)),
-            }
-        )
+        members = {
+            "i": In(vector_stream(layer.input_size, layer.in_fmt)),
+            "o": Out(vector_stream(layer.output_size, layer.out_fmt)),
+            "probe": Out(wiring.Signature(probes)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host"] = Out(core_host_bus(layer, self._lanes, name=name))
+        super().__init__(members)
         self._MustUse__silence = False
 
     @property
@@ -317,7 +335,7 @@ class DenseCore(wiring.Component):
         lanes = []
         for lane in range(p):
             rows = [g * p + lane for g in range(g_len)]
-            m.submodules[f"lane{lane}"] = mac = DenseMacLane(layer=la, rows=rows)
+            m.submodules[f"lane{lane}"] = mac = DenseMacLane(layer=la, rows=rows, host=self._host)
             lanes.append(mac)
             beat = mac.i.payload
             m.d.comb += [
@@ -355,6 +373,11 @@ class DenseCore(wiring.Component):
                 m.d.sync += col.eq(col + 1)
             with m.If(addr == g_len * k_len - 1):
                 m.d.sync += issuing.eq(0)
+
+        if self._host:
+            connect_banks(
+                m, self.host, [mac.host_w for mac in lanes] + [mac.host_b for mac in lanes]
+            )
 
         # ---- the end of a vector: offer y, start the next one
         out_free = ~self.o.valid | self.o.ready

@@ -204,27 +204,32 @@ class RomExport:
     words as a ``$readmemh`` file.
     """
 
-    def __init__(self, module: str):
+    def __init__(self, module: str, ram_module: str | None = None):
         self.module = module
+        self.ram_module = ram_module or f"{module.removesuffix('_rom')}_ram"
         self.roms: list[tuple[Instance, int, list[int]]] = []
+        #: True once a :class:`Rom` with a host port elaborated to :attr:`ram_module`
+        self.rams_used = False
 
 
 _EXPORT: ContextVar[RomExport | None] = ContextVar("lstmfx_rom_export", default=None)
 
 
 @contextmanager
-def rom_instances(module: str):
+def rom_instances(module: str, ram_module: str | None = None):
     """While active, every :class:`Rom` of more than one word elaborates to an ``Instance``
     of the Verilog module ``module`` (parameters ``WIDTH``, ``DEPTH``, ``ABITS``,
     ``INIT_FILE``; ports ``clk``, ``addr``, ``data``) instead of an Amaranth memory with
-    its contents. Yields the :class:`RomExport` that records them.
+    its contents; one with a host port to ``ram_module`` (default ``module`` with ``_rom``
+    replaced by ``_ram``; the same, plus ports ``host_addr``, ``host_wdata``, ``host_we``,
+    ``host_rdata``). Yields the :class:`RomExport` that records them.
 
     Why: Amaranth turns every bit of a memory's ``init`` into a netlist constant and Yosys
     writes every word as one ``initial`` line; at I=128, H=256 that is most of the
     generation time and 400k lines that vendor tools parse for minutes. Outside this
     context (Amaranth's simulator) ROMs keep their contents in the netlist.
     """
-    export = RomExport(module)
+    export = RomExport(module, ram_module)
     token = _EXPORT.set(export)
     try:
         yield export
@@ -233,14 +238,25 @@ def rom_instances(module: str):
 
 
 class Rom:
-    """A constant table read synchronously: ``data`` holds ``init[addr]`` one cycle after
-    ``addr``. One word needs no memory (and no zero-width address): ``data`` is a constant.
+    """A table read synchronously: ``data`` holds ``init[addr]`` one cycle after ``addr``.
+    One word needs no memory (and no zero-width address): ``data`` is a constant.
     Inside :func:`rom_instances` the table is an ``Instance`` whose words the Verilog
-    export writes to a ``$readmemh`` file."""
+    export writes to a ``$readmemh`` file.
 
-    def __init__(self, m, name: str, shape, init):
+    With ``host`` (an interface of :func:`hdl.host.mem_host_signature`: ``addr``,
+    ``wdata``, ``we`` in, ``rdata`` out) the table is a RAM initialised to ``init`` with a
+    second port for a host: a write of ``wdata`` to ``addr`` when ``we``, and ``rdata`` =
+    the word at ``addr`` one cycle later, never touching the datapath's port. ``rst`` does
+    not change the words. One word is then a register (no reset) rather than a constant;
+    inside :func:`rom_instances` a RAM is an ``Instance`` of the export's ``ram_module``.
+    """
+
+    def __init__(self, m, name: str, shape, init, *, host=None):
         init = [int(v) for v in init]
         shape = Shape.cast(shape)
+        if host is not None:
+            self._ram(m, name, shape, init, host)
+            return
         if len(init) == 1:
             self.addr = Signal(1, name=f"{name}_addr")
             self.data = Const(init[0], shape)
@@ -265,6 +281,48 @@ class Rom:
         )
         m.submodules[name] = inst
         export.roms.append((inst, shape.width, init))
+
+    def _ram(self, m, name: str, shape, init, host) -> None:
+        if len(init) == 1:
+            word = Signal(shape, init=init[0], reset_less=True, name=f"{name}_word")
+            with m.If(host.we):
+                m.d.sync += word.eq(host.wdata)
+            m.d.sync += host.rdata.eq(word)
+            self.addr = Signal(1, name=f"{name}_addr")
+            self.data = word
+            return
+        export = _EXPORT.get()
+        if export is None:
+            m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
+            port, host_read, host_write = mem.read_port(), mem.read_port(), mem.write_port()
+            m.d.comb += [
+                host_read.addr.eq(host.addr),
+                host_write.addr.eq(host.addr),
+                host_write.data.eq(host.wdata),
+                host_write.en.eq(host.we),
+                host.rdata.eq(host_read.data),
+            ]
+            self.addr, self.data = port.addr, port.data
+            return
+        self.addr = Signal(bits_for(len(init) - 1), name=f"{name}_addr")
+        self.data = Signal(shape, name=f"{name}_data")
+        inst = Instance(
+            export.ram_module,
+            p_WIDTH=shape.width,
+            p_DEPTH=len(init),
+            p_ABITS=len(self.addr),
+            p_INIT_FILE="",
+            i_clk=ClockSignal(),
+            i_addr=self.addr,
+            o_data=self.data,
+            i_host_addr=host.addr,
+            i_host_wdata=host.wdata,
+            i_host_we=host.we,
+            o_host_rdata=host.rdata,
+        )
+        m.submodules[name] = inst
+        export.roms.append((inst, shape.width, init))
+        export.rams_used = True
 
 
 #: cycles from :func:`product`'s operands to their product

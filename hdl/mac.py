@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.fixed import Rom, bits_for, delay, fmt_shape, pick, signed_width
+from hdl.host import mem_host_signature
 from model.qmodel import LstmLayer, exact_sum
 
 #: the deepest weight bank piece: one block RAM deep in every ECP5 / 7-series / Cyclone
@@ -50,11 +51,17 @@ class GateMacLane(wiring.Component):
     register, then the accumulator in fabric. Handshake: ``always_ready`` streams, no stall;
     ``o.valid`` pulses :attr:`latency` (5) cycles after the beat with ``last`` and
     ``o.payload`` holds the sum in that cycle only; rows may follow each other with no gap.
+
+    With ``host`` the weight and bias memories are RAMs with a host port each
+    (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + c`` holds
+    ``w[row][c]`` for ``c < I``, ``r[row][c - I]`` after, as a ``signed(coef_width)`` word;
+    a bank cut into pieces is one address space here) and ``host_b`` (word ``slot``:
+    ``b[row]``).
     """
 
     latency = 5
 
-    def __init__(self, *, layer: LstmLayer, rows):
+    def __init__(self, *, layer: LstmLayer, rows, host: bool = False):
         if not isinstance(layer, LstmLayer):
             raise TypeError(f"layer must be a model.qmodel.LstmLayer, not {layer!r}")
         rows = [int(r) for r in rows]
@@ -77,16 +84,43 @@ class GateMacLane(wiring.Component):
                 "operand": signed(operand_width(layer)),
             }
         )
-        super().__init__(
-            {
-                "i": In(stream.Signature(beat, always_ready=True)),
-                "o": Out(stream.Signature(signed(acc_w), always_ready=True)),
-            }
-        )
+        members = {
+            "i": In(stream.Signature(beat, always_ready=True)),
+            "o": Out(stream.Signature(signed(acc_w), always_ready=True)),
+        }
+        self._host = bool(host)
+        if self._host:
+            members["host_w"] = Out(mem_host_signature(len(rows) * k, signed(coef_width(layer))))
+            members["host_b"] = Out(mem_host_signature(len(rows), fmt_shape(layer.formats["b"])))
+        super().__init__(members)
 
     @property
     def rows(self) -> tuple[int, ...]:
         return self._rows
+
+    def _piece_hosts(self, m, depths, low: int, shape) -> list:
+        """The host ports of the weight bank's pieces (None each without ``host``): the
+        piece is the address above its ``low`` bits; a read picks the piece addressed one
+        cycle before (the memories' read latency)."""
+        if not self._host:
+            return [None] * len(depths)
+        host = self.host_w
+        if len(depths) == 1:
+            return [host]
+        ports = []
+        piece = host.addr[low:]
+        piece_r = Signal(piece.shape(), name="host_piece", reset_less=True)
+        m.d.sync += piece_r.eq(piece)
+        for k, depth in enumerate(depths):
+            port = mem_host_signature(depth, shape).flip().create(path=(f"host_w{k}",))
+            m.d.comb += [
+                port.addr.eq(host.addr[:low]),
+                port.wdata.eq(host.wdata),
+                port.we.eq(host.we & (piece == k)),
+            ]
+            ports.append(port)
+        m.d.comb += host.rdata.eq(pick([port.rdata for port in ports], piece_r))
+        return ports
 
     def elaborate(self, platform):
         qm = self._qm
@@ -106,12 +140,14 @@ class GateMacLane(wiring.Component):
         w_shape = signed(coef_width(qm))
         pieces = [coefs[k : k + BANK_WORDS] for k in range(0, len(coefs), BANK_WORDS)]
         low = (BANK_WORDS - 1).bit_length() if len(pieces) > 1 else len(beat.addr)
+        hosts = self._piece_hosts(m, [len(words) for words in pieces], low, w_shape)
         rd_ws = []
         for k, words in enumerate(pieces):
-            rd = Rom(m, "weights" if k == 0 else f"weights{k}", w_shape, words)
+            rd = Rom(m, "weights" if k == 0 else f"weights{k}", w_shape, words, host=hosts[k])
             m.d.comb += rd.addr.eq(beat.addr[:low])
             rd_ws.append(rd)
-        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows])
+        host_b = self.host_b if self._host else None
+        rd_b = Rom(m, "bias", fmt_shape(f["b"]), [qm.b[r] for r in self._rows], host=host_b)
         m.d.comb += rd_b.addr.eq(beat.slot)
 
         # the beat's control bits travel beside the data: valid (reset), the rest (no reset)

@@ -14,16 +14,21 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.axil import WeightBus, axil_members
 from hdl.core import LstmCore, Schedule, valid_lanes
 from hdl.dense import DenseCore, DenseSchedule, valid_dense_lanes
 from hdl.skid import SkidBuffer
 from model.qmodel import QuantizedNetwork
+from model.weightmap import weight_map
 
 #: keys of the network's ``hardware`` dict that a config may set
-HARDWARE_KEYS = ("lanes", "lane_budget", "layers")
+HARDWARE_KEYS = ("lanes", "lane_budget", "layers", "weights")
+#: ``weights``: constants of the design, or run-time weights over AXI4-Lite (SPEC §5b)
+WEIGHTS = ("rom", "axi-lite")
 #: keys generate() writes into the manifest's ``hardware``; reading one back must not fail
 DERIVED_KEYS = (
     "cycles_per_step", "latency", "chaining_cycles", "interface", "clock", "reset", "rom_files",
+    "weight_map",
 )  # fmt: skip
 #: extra cycles per step that chaining the layers costs: none (each layer's output
 #: register feeds the next layer's holding register directly; see NetworkCore)
@@ -226,7 +231,21 @@ def network_hardware(network: QuantizedNetwork, lanes: dict | None = None) -> di
             "layers": entries,
         }
     )
+    if run_time_weights(network):
+        out["weights"] = "axi-lite"
+        out["weight_map"] = weight_map(network)
     return out
+
+
+def run_time_weights(network: QuantizedNetwork) -> bool:
+    """True when ``network.hardware`` asks for run-time weights (``weights = "axi-lite"``);
+    a ValueError for a value that is neither choice."""
+    value = (network.hardware or {}).get("weights", "rom")
+    if value not in WEIGHTS:
+        raise ValueError(
+            f"[hardware] weights = {value!r}; choose one of {', '.join(map(repr, WEIGHTS))}"
+        )
+    return value == "axi-lite"
 
 
 class NetworkCore(wiring.Component):
@@ -249,6 +268,10 @@ class NetworkCore(wiring.Component):
     :class:`hdl.skid.SkidBuffer`, so ``m_axis_tready`` drives no core's enables.
     Only the top LSTM layer has ``output = "last"``.
 
+    With run-time weights (``hardware["weights"] == "axi-lite"``, SPEC §5b) the top module
+    also has the AXI4-Lite slave ``s_axil_*`` (:class:`hdl.axil.WeightBus`, submodule
+    ``weight_bus``) and every layer core a host bus to its weight memories.
+
     For a testbench, every probe of every layer core appears in the top module as
     ``<layer>_<probe>`` (``lstm2_trace0_pre_i``, ``lstm1_step_commit``, ``dense1_trace0_out``);
     a dense layer's lane 0 also as ``<layer>_trace_valid``, ``_index``, ``_out``, ``_acc``.
@@ -262,27 +285,31 @@ class NetworkCore(wiring.Component):
         self._lanes = dict(lanes) if lanes is not None else layer_lanes(network)
         names = network.layer_names
         top = max(k for k, la in enumerate(network.layers) if la.kind == "lstm")
+        host = run_time_weights(network)
         self._cores = []
         for k, (name, layer) in enumerate(zip(names, network.layers)):
+            lanes = self._lanes[name]
             if layer.kind == "lstm":
                 out = network.output if k == top else "sequence"
-                core = LstmCore(layer, lanes=self._lanes[name], output=out, name=name)
+                core = LstmCore(layer, lanes=lanes, output=out, name=name, host=host)
             else:
-                core = DenseCore(layer, lanes=self._lanes[name], name=name)
+                core = DenseCore(layer, lanes=lanes, name=name, host=host)
             self._cores.append(core)
+        self._weight_bus = WeightBus(network, self._lanes) if host else None
         self._probes = {}
-        super().__init__(
-            {
-                "s_axis_tdata": In(padded(network.input_size * network.in_fmt.width)),
-                "s_axis_tvalid": In(1),
-                "s_axis_tready": Out(1),
-                "s_axis_tlast": In(1),
-                "m_axis_tdata": Out(padded(network.output_size * network.out_fmt.width)),
-                "m_axis_tvalid": Out(1),
-                "m_axis_tready": In(1),
-                "m_axis_tlast": Out(1),
-            }
-        )
+        members = {
+            "s_axis_tdata": In(padded(network.input_size * network.in_fmt.width)),
+            "s_axis_tvalid": In(1),
+            "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(padded(network.output_size * network.out_fmt.width)),
+            "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        }
+        if host:
+            members.update(axil_members(self._weight_bus.addr_bits))
+        super().__init__(members)
         self._MustUse__silence = False
 
     @property
@@ -341,6 +368,17 @@ class NetworkCore(wiring.Component):
             self.m_axis_tvalid.eq(skid.o.valid),
             skid.o.ready.eq(self.m_axis_tready),
         ]
+
+        bus = self._weight_bus
+        if bus is not None:
+            m.submodules.weight_bus = bus
+            for port, member in axil_members(bus.addr_bits).items():
+                if member.flow == In:
+                    m.d.comb += getattr(bus, port).eq(getattr(self, port))
+                else:
+                    m.d.comb += getattr(self, port).eq(getattr(bus, port))
+            for k, core in enumerate(chain, start=1):
+                wiring.connect(m, getattr(bus, f"layer{k}"), core.host)
 
         self._probes = {}
         for name, core in cores.items():

@@ -31,6 +31,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--float", action="store_true", help="also run the float64 reference")
     p.set_defaults(func=cmd_infer)
 
+    p = sub.add_parser(
+        "weights",
+        help="the words a host writes to load a new model into a design with run-time weights",
+        description="Quantize NEW_MODEL (any model file the config's importer reads) with the "
+        "config's formats and write what a host sends over the design's AXI4-Lite slave "
+        '([hardware] weights = "axi-lite"): FILE.bin, (address, word) pairs of '
+        "little-endian 32-bit integers in the manifest's weight_map order (row-major within "
+        "a tensor), and FILE.h, a C header with each tensor's base address, shape, format "
+        "and words. NEW_MODEL must have the shapes of the config's model.",
+    )
+    p.add_argument("config", type=Path)
+    p.add_argument("model", type=Path, metavar="NEW_MODEL")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="writes FILE.bin and FILE.h (a .bin or .h suffix of FILE is dropped)",
+    )
+    p.set_defaults(func=cmd_weights)
+
 
 #: what an overflowing weight became, by the format's O mode
 _OVERFLOW_WORD = {
@@ -135,4 +156,70 @@ def cmd_infer(args: argparse.Namespace) -> int:
         err = np.abs(out["y"] - out["y_float"])
         print(f"output against float: max abs error {err.max():.3g}, mean {err.mean():.3g}")
     print(f"wrote {output}")
+    return 0
+
+
+def _shape_text(shape) -> str:
+    return "none (no peepholes)" if shape is None else str(list(shape))
+
+
+def check_same_shapes(old, new, *, source: str) -> None:
+    """A ValueError unless the float network ``new`` has the layers, tensor shapes and
+    dense activations of ``old`` (the design's); it names the tensor and both shapes."""
+    if [la.kind for la in old.layers] != [la.kind for la in new.layers]:
+        raise ValueError(
+            f"{source} has the layers {', '.join(new.layer_names)}, but the design has "
+            f"{', '.join(old.layer_names)}; a new model must have the design's layers"
+        )
+    for lname, a, b in zip(old.layer_names, old.layers, new.layers):
+        tensors = ("w", "r", "b", "p") if a.kind == "lstm" else ("w", "b")
+        for t in tensors:
+            sa, sb = (getattr(la, t, None) for la in (a, b))
+            sa = None if sa is None else tuple(sa.shape)
+            sb = None if sb is None else tuple(sb.shape)
+            if sa != sb:
+                raise ValueError(
+                    f"{source}: {lname} weights {t!r} have shape {_shape_text(sb)}, but the "
+                    f"design's have {_shape_text(sa)}; a new model must have the design's shapes"
+                )
+        if a.kind == "dense" and a.activation != b.activation:
+            raise ValueError(
+                f"{source}: {lname} has activation {b.activation!r}, but the design's is "
+                f"{a.activation!r} (an activation is part of the hardware)"
+            )
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    import sys
+
+    from model.config import load_config
+    from model.paths import writable_file
+    from model.weightmap import c_header, weight_words, words_bin
+
+    stem = Path(args.output)
+    if stem.suffix in (".bin", ".h"):
+        stem = stem.with_suffix("")
+    bin_path = writable_file(stem.with_name(stem.name + ".bin"), what="weights file")
+    h_path = writable_file(stem.with_name(stem.name + ".h"), what="C header")
+    cfg = load_config(args.config)
+    if not args.model.is_file():
+        raise FileNotFoundError(f"model file {str(args.model)!r} does not exist")
+    new = cfg.replace(model_path=args.model.resolve())
+    check_same_shapes(cfg.float_model, new.float_model, source=args.model.name)
+    net = new.network
+    report_weights(new)
+    if cfg.hardware.get("weights", "rom") != "axi-lite":
+        print(
+            f"note: {args.config.name} has [hardware] weights = "
+            f"{cfg.hardware.get('weights', 'rom')!r}: a design generated from it has no "
+            f'AXI4-Lite slave; set weights = "axi-lite" to load these words at run time',
+            file=sys.stderr,
+        )
+    pairs = weight_words(net)
+    guard = "".join(c if c.isalnum() else "_" for c in h_path.name).upper()
+    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    bin_path.write_bytes(words_bin(pairs))
+    h_path.write_text(c_header(net, pairs, guard=guard, source=args.model.name))
+    print(f"wrote {bin_path} ({len(pairs)} (address, word) pairs, {8 * len(pairs)} bytes)")
+    print(f"wrote {h_path}")
     return 0

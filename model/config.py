@@ -17,6 +17,7 @@
 
     [hardware]                     # read by hdl/
     lanes = 4                      # every layer; or "auto" with lane_budget = N
+    weights = "rom"                # or "axi-lite": run-time weights over an AXI4-Lite slave
 
     # networks (SPEC §2b): per-layer overrides, named lstm1, lstm2, ..., dense1, ...
     lstm = "encoder.rnn"           # which LSTM: a PyTorch prefix or an ONNX node name
@@ -88,7 +89,9 @@ TABLE_DEFAULTS = {
 }
 HARDWARE_DEFAULTS = {"lanes": 1}
 #: [hardware] keys: shared ones, and the ones a layer's own [<layer>.hardware] may set
-HARDWARE_KEYS = ("lanes", "lane_budget")
+HARDWARE_KEYS = ("lanes", "lane_budget", "weights")
+#: [hardware] weights: constants of the design, or run-time weights over AXI4-Lite (SPEC §5b)
+WEIGHTS = ("rom", "axi-lite")
 LAYER_HARDWARE_KEYS = ("lanes",)
 TOP_KEYS = ("name", "model", "output", "formats", "activations", "hardware", "lstm", "head")
 #: per-layer sections: [lstm2.formats], [dense1.hardware], ...
@@ -423,6 +426,12 @@ def _check_hardware(where: str, hw: dict, keys: tuple[str, ...]) -> None:
     budget = hw.get("lane_budget")
     if "lane_budget" in hw and not _whole(budget):
         raise ConfigError(f"{where} lane_budget = {budget!r}; it must be a whole number >= 1")
+    weights = hw.get("weights", "rom")
+    if weights not in WEIGHTS:
+        raise ConfigError(
+            f"{where} weights = {weights!r}; choose one of {', '.join(map(repr, WEIGHTS))} "
+            f'("rom": constants of the design; "axi-lite": written and read at run time)'
+        )
     if lanes == "auto" and budget is None:
         raise ConfigError(
             f'{where} lanes = "auto" needs lane_budget = N, the total number of MAC lanes '

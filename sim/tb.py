@@ -252,7 +252,19 @@ class TB:
 
     async def start(self) -> None:
         Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
+        self.idle_weight_bus()
         await self.reset()
+
+    def idle_weight_bus(self) -> None:
+        """A design with run-time weights (SPEC §5b) has an AXI4-Lite slave this bench does
+        not use: no request on it, and ready for any response (undriven, Icarus would feed
+        it z)."""
+        if not hasattr(self.dut, "s_axil_awvalid"):
+            return
+        for name in ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "araddr", "arvalid"):
+            getattr(self.dut, f"s_axil_{name}").value = 0
+        self.dut.s_axil_bready.value = 1
+        self.dut.s_axil_rready.value = 1
 
     async def reset(self, cycles: int = RESET_CYCLES) -> None:
         """Hold ``rst`` high for ``cycles`` edges with both streams idle."""
