@@ -149,7 +149,11 @@ class CellUpdate(wiring.Component):
 
         # c_{t-1}: the RAM word of the unit, or 0 on a sequence's first step
         cell_shape = fmt_shape(f["cell"])
-        m.submodules.cell_ram = cell_ram = Memory(shape=cell_shape, depth=max(2, h_len), init=[])
+        # a unit's word is never read and written in the same cycle (it is written before
+        # the step ends, read once a step): no read-during-write logic (Yosys' no_rw_check)
+        m.submodules.cell_ram = cell_ram = Memory(
+            shape=cell_shape, depth=max(2, h_len), init=[], attrs={"no_rw_check": 1}
+        )
         rd = cell_ram.read_port()
         wr = cell_ram.write_port()
         m.d.comb += rd.addr.eq(inp.unit)

@@ -240,7 +240,10 @@ class LstmCore(wiring.Component):
             m.d.sync += [x_next_valid.eq(1), x_next_last.eq(self.i.payload.last)]
 
         # ---- h_{t-1}: a RAM of two banks (h_t fills the other one while this one is read)
-        m.submodules.h_ram = h_ram = Memory(shape=h_shape, depth=2 << unit_bits, init=[])
+        # the read and the written bank always differ: no read-during-write logic
+        m.submodules.h_ram = h_ram = Memory(
+            shape=h_shape, depth=2 << unit_bits, init=[], attrs={"no_rw_check": 1}
+        )
         h_rd = h_ram.read_port()
         h_wr = h_ram.write_port()
 

@@ -47,10 +47,11 @@ class GateMacLane(wiring.Component):
 
     Pipeline (the shape a DSP block and a block RAM want): weight bank read (a bank deeper
     than :data:`BANK_WORDS` is several ROMs, ``weights``, ``weights1``, ...), its word
-    registered (then picked among the pieces), the multiplier's input registers, its output
-    register, then the accumulator in fabric. Handshake: ``always_ready`` streams, no stall;
-    ``o.valid`` pulses :attr:`latency` (5) cycles after the beat with ``last`` and
-    ``o.payload`` holds the sum in that cycle only; rows may follow each other with no gap.
+    registered, then again in fabric (picked among the pieces), the multiplier's input
+    registers, its output register, then the accumulator in fabric. Handshake:
+    ``always_ready`` streams, no stall; ``o.valid`` pulses :attr:`latency` (6) cycles after
+    the beat with ``last`` and ``o.payload`` holds the sum in that cycle only; rows may
+    follow each other with no gap.
 
     With ``host`` the weight and bias memories are RAMs with a host port each
     (:func:`hdl.host.mem_host_signature`): ``host_w`` (word ``slot * K + c`` holds
@@ -59,7 +60,7 @@ class GateMacLane(wiring.Component):
     ``b[row]``).
     """
 
-    latency = 5
+    latency = 6
 
     def __init__(self, *, layer: LstmLayer, rows, host: bool = False):
         if not isinstance(layer, LstmLayer):
@@ -153,7 +154,7 @@ class GateMacLane(wiring.Component):
         # the beat's control bits travel beside the data: valid (reset), the rest (no reset)
         valid = [self.i.valid]
         ctl = [Cat(beat.first, beat.last, beat.is_h)]
-        for k in range(1, 5):
+        for k in range(1, 6):
             valid.append(delay(m, valid[-1], 1, name=f"v{k}"))
             ctl.append(delay(m, ctl[-1], 1, name=f"ctl{k}", reset_less=True))
 
@@ -162,29 +163,32 @@ class GateMacLane(wiring.Component):
         b2 = reg(rd_b.data.shape(), "bias_word")
         m.d.sync += [w.eq(rd.data) for w, rd in zip(w2s, rd_ws)]
         m.d.sync += b2.eq(rd_b.data)
+        # stage 3: the word in fabric (picked among the pieces): block RAMs and DSP blocks
+        # sit in different rows, this register splits the way between them
+        w3 = reg(w_shape, "weight_fabric")
         if len(w2s) > 1:
             piece = delay(m, beat.addr[low:], 2, name="piece", reset_less=True)
-            w2 = pick(w2s, piece)
+            m.d.sync += w3.eq(pick(w2s, piece))
         else:
-            w2 = w2s[0]
-        x2 = delay(m, beat.operand, 2, name="operand", reset_less=True)
+            m.d.sync += w3.eq(w2s[0])
+        x3 = delay(m, beat.operand, 3, name="operand", reset_less=True)
 
-        # stage 3: the multiplier's input registers; stage 4: its output register
+        # stage 4: the multiplier's input registers; stage 5: its output register
         wa = reg(w_shape, "mul_a")
-        xb = reg(x2.shape(), "mul_b")
+        xb = reg(x3.shape(), "mul_b")
         prod = reg(signed(len(wa) + len(xb)), "product")
-        m.d.sync += [wa.eq(w2), xb.eq(x2), prod.eq(wa * xb)]
-        b4 = delay(m, b2, 2, name="bias", reset_less=True)
+        m.d.sync += [wa.eq(w3), xb.eq(x3), prod.eq(wa * xb)]
+        b5 = delay(m, b2, 3, name="bias", reset_less=True)
 
-        # stage 5: accumulate, exactly, in fabric
+        # stage 6: accumulate, exactly, in fabric
         sx = self._acc_frac - f["w"].frac - f["x"].frac
         sh = self._acc_frac - f["r"].frac - f["h"].frac
         sb = self._acc_frac - f["b"].frac
-        first, last, is_h = ctl[4][0], ctl[4][1], ctl[4][2]
+        first, last, is_h = ctl[5][0], ctl[5][1], ctl[5][2]
         acc = reg(signed(self._acc_w), "acc")
         term = Mux(is_h, prod << sh, prod << sx)
-        with m.If(valid[4]):
-            m.d.sync += acc.eq(Mux(first, b4 << sb, acc) + term)
-        m.d.sync += self.o.valid.eq(valid[4] & last)
+        with m.If(valid[5]):
+            m.d.sync += acc.eq(Mux(first, b5 << sb, acc) + term)
+        m.d.sync += self.o.valid.eq(valid[5] & last)
         m.d.comb += self.o.payload.eq(acc)
         return m

@@ -18,7 +18,8 @@ from tests.sim.conftest import make_network
 
 def bank_words(layer, lanes: int) -> list[list[int]]:
     """The initial words of each bank as the cores fill them (weights per lane, then
-    biases), from the cores' own row assignment."""
+    biases; with peepholes the cell update's p_i, p_f, p_o), from the cores' own row
+    assignment."""
     if layer.kind == "lstm":
         core = LstmCore(layer, lanes=lanes)
         core._MustUse__silence = True  # only its row assignment is read
@@ -32,8 +33,7 @@ def bank_words(layer, lanes: int) -> list[list[int]]:
     banks = weights + [[int(layer.b[r]) for r in rs] for rs in rows]
     if layer.kind == "lstm" and layer.peephole:
         h = layer.hidden_size
-        banks += [[int(layer.p[r]) if r < 2 * h else 0 for r in rs] for rs in rows]
-        banks.append([int(v) for v in layer.p[2 * h :]])
+        banks += [[int(v) for v in layer.p[g * h : (g + 1) * h]] for g in range(3)]
     return banks
 
 
@@ -130,7 +130,7 @@ def test_axi_lite_verilog(tmp_path):
     }  # fmt: skip
     rom_net = dataclasses.replace(net, hardware={**hw, "weights": "rom"}, name="net_rom")
     v_rom, m_rom = generate(rom_net, tmp_path / "r")
-    assert "_ram" not in v_rom.read_text() and "s_axil" not in v_rom.read_text()
+    assert "net_rom_ram" not in v_rom.read_text() and "s_axil" not in v_rom.read_text()
     assert "weight_map" not in json.loads(m_rom.read_text())["hardware"]
     s_ax, s_rom = stats(v_path, synth=False), stats(v_rom, synth=False)
     assert s_ax["multipliers"] == s_rom["multipliers"] and s_ax["latches"] == 0
