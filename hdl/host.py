@@ -25,9 +25,12 @@ from hdl.fixed import bits_for, pick
 
 #: width of a code on the host bus
 CODE_BITS = 32
-#: cycles from a core's host bus ``bank``/``addr`` to its ``rdata`` (a memory's synchronous
-#: read); a core whose memories register their host output once more must raise it
-HOST_READ_LATENCY = 1
+#: cycles the AXI4-Lite slave waits from a core's host bus ``bank``/``addr`` to its ``rdata``:
+#: the memory's synchronous read (1), a weight bank cut into pieces registers each piece
+#: (1), :func:`connect_banks` registers every bank's word and then the picked one (2). The
+#: address is held while the slave waits, so a word that arrives sooner stays put. The
+#: registers keep block RAM outputs and the bank multiplexer off one path (150 MHz).
+HOST_READ_LATENCY = 4
 
 
 def mem_host_signature(depth: int, shape) -> wiring.Signature:
@@ -70,7 +73,7 @@ def connect_banks(m, bus, banks) -> None:
     a list of ports (copies of one table: a write goes to all, a read comes from the
     first) or None (no memory there: reads 0). The address and code go to all, ``we`` to
     the selected bank only; ``rdata`` is the selected bank's word, extended by its shape
-    (a code of a fixed format sign-extends)."""
+    (a code of a fixed format sign-extends), two registers after the memories' output."""
     firsts = [None if b is None else (b[0] if isinstance(b, list | tuple) else b) for b in banks]
     # the multiplexer is as wide as the widest code (as a signed value), not 32 bits
     width = max(
@@ -78,7 +81,7 @@ def connect_banks(m, bus, banks) -> None:
     )
     words = []
     for q, bank in enumerate(banks):
-        word = Signal(signed(width), name=f"host_rdata_{q}")
+        word = Signal(signed(width), name=f"host_rdata_{q}", reset_less=True)
         words.append(word)
         if bank is None:
             continue
@@ -89,9 +92,10 @@ def connect_banks(m, bus, banks) -> None:
                 port.wdata.eq(bus.wdata),
                 port.we.eq(bus.we & (bus.bank == q)),
             ]
-        m.d.comb += word.eq(ports[0].rdata)  # extends by the port's signedness
-    picked = Signal(signed(width), name="host_rdata")
-    m.d.comb += [picked.eq(pick(words, bus.bank)), bus.rdata.eq(picked)]  # sign-extends
+        m.d.sync += word.eq(ports[0].rdata)  # extends by the port's signedness
+    picked = Signal(signed(width), name="host_rdata", reset_less=True)
+    m.d.sync += picked.eq(pick(words, bus.bank))
+    m.d.comb += bus.rdata.eq(picked)  # sign-extends
 
 
 @dataclass(frozen=True)

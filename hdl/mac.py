@@ -101,8 +101,9 @@ class GateMacLane(wiring.Component):
 
     def _piece_hosts(self, m, depths, low: int, shape) -> list:
         """The host ports of the weight bank's pieces (None each without ``host``): the
-        piece is the address above its ``low`` bits; a read picks the piece addressed one
-        cycle before (the memories' read latency)."""
+        piece is the address above its ``low`` bits; a read registers every piece's word
+        and picks the one addressed two cycles before (one more than a whole bank's read,
+        within :data:`hdl.host.HOST_READ_LATENCY`)."""
         if not self._host:
             return [None] * len(depths)
         host = self.host_w
@@ -120,7 +121,12 @@ class GateMacLane(wiring.Component):
                 port.we.eq(host.we & (piece == k)),
             ]
             ports.append(port)
-        m.d.comb += host.rdata.eq(pick([port.rdata for port in ports], piece_r))
+        words = []
+        for k, port in enumerate(ports):  # a block RAM's output goes into a register first
+            word = Signal(shape, name=f"host_word{k}", reset_less=True)
+            m.d.sync += word.eq(port.rdata)
+            words.append(word)
+        m.d.comb += host.rdata.eq(pick(words, delay(m, piece_r, 1, name="host_piece")))
         return ports
 
     def elaborate(self, platform):
