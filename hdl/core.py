@@ -233,7 +233,9 @@ class LstmCore(wiring.Component):
         # ---- input holding register: tready comes from a register
         # (low during reset too: a beat offered then would be lost)
         m.d.comb += self.i.ready.eq(~x_next_valid & ~ResetSignal())
-        with m.If(self.i.valid & self.i.ready):
+        # (the load ignores rst: a reset clears x_next_valid anyway, and keeping rst and the
+        # tready output buffer out of this enable keeps it a register-side path)
+        with m.If(self.i.valid & ~x_next_valid):
             wx = f["x"].width
             for k in range(n_in):
                 m.d.sync += x_next[k].eq(self.i.payload.data[k * wx : (k + 1) * wx])

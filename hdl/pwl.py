@@ -9,6 +9,9 @@ from amaranth.lib.wiring import In, Out
 from hdl.fixed import ROUND_LATENCY, Rom, delay, fmt_shape, pick, round_stages
 from model.pwl import PwlTable
 
+#: tables of at most this many segments are LUT logic, larger ones a ROM (block RAM)
+LOGIC_SEGMENTS = 64
+
 
 class PwlUnit(wiring.Component):
     """One PWL table (SPEC §3) as a pipeline that accepts one input code per cycle.
@@ -18,11 +21,13 @@ class PwlUnit(wiring.Component):
 
     Handshake: both streams are ``always_ready``; ``o.valid`` is ``i.valid`` delayed by
     :attr:`latency` cycles (:meth:`latency_for`: 8 + the depth of the slope product's adder
-    tree) and ``o.payload`` belongs to the input of that cycle. There is no back-pressure.
+    tree, one more for a table in a ROM) and ``o.payload`` belongs to the input of that
+    cycle. There is no back-pressure.
 
     Segment select is a bit slice of ``x_c - b_0`` when the breakpoints are a power-of-two
     grid (:attr:`model.pwl.PwlTable.uniform_log2`), a row of comparators otherwise; the
-    intercepts and slopes sit in a ROM read synchronously whose word is registered. The
+    intercepts and slopes are LUT logic up to :data:`LOGIC_SEGMENTS` segments, a ROM read
+    synchronously above (one cycle more); either way their words are registered. The
     slope times the offset ``d`` (a few bits) is shift-and-add in LUTs, one register per
     adder level, so the unit costs no DSP block; the rounding is :func:`round_stages`.
     """
@@ -50,7 +55,8 @@ class PwlUnit(wiring.Component):
     def latency_for(cls, table: PwlTable) -> int:
         """Cycles from ``i.valid`` to ``o.valid`` for ``table``, without building the unit."""
         levels = max(1, (cls._d_bits(table) - 1).bit_length())
-        return 5 + levels + ROUND_LATENCY
+        rom = len(table.breakpoints) > LOGIC_SEGMENTS  # one more register after a RAM
+        return 5 + levels + ROUND_LATENCY + (1 if rom else 0)
 
     @property
     def latency(self) -> int:
@@ -110,15 +116,25 @@ class PwlUnit(wiring.Component):
             m.d.sync += d.eq(x_c2 - pick(bps, seg))
 
         ca_shape, cb_shape = fmt_shape(t.ca_fmt), fmt_shape(t.cb_fmt)
-        rd_a = Rom(m, "intercepts", ca_shape, t.intercepts)
-        rd_b = Rom(m, "slopes", cb_shape, t.slopes)
-        m.d.comb += [rd_a.addr.eq(seg), rd_b.addr.eq(seg)]
+        if n_seg <= LOGIC_SEGMENTS:  # a small table is logic: a LUT multiplexer, registered
+            word_a, word_b = reg(ca_shape, "intercept_word"), reg(cb_shape, "slope_word")
+            m.d.sync += [
+                word_a.eq(pick([int(v) for v in t.intercepts], seg)),
+                word_b.eq(pick([int(v) for v in t.slopes], seg)),
+            ]
+        else:  # a block RAM, whose registered word crosses the fabric in one more register
+            rd_a = Rom(m, "intercepts", ca_shape, t.intercepts)
+            rd_b = Rom(m, "slopes", cb_shape, t.slopes)
+            m.d.comb += [rd_a.addr.eq(seg), rd_b.addr.eq(seg)]
+            word_a, word_b = reg(ca_shape, "intercept_word"), reg(cb_shape, "slope_word")
+            m.d.sync += [word_a.eq(rd_a.data), word_b.eq(rd_b.data)]
+            d = delay(m, d, 1, name="d_rom", reset_less=True)
 
         # stage 4: the ROM words, registered (a block RAM's output is slow)
         a = reg(ca_shape, "intercept")
         b = reg(cb_shape, "slope")
         d4 = reg(d_shape, "d4")
-        m.d.sync += [a.eq(rd_a.data), b.eq(rd_b.data), d4.eq(d)]
+        m.d.sync += [a.eq(word_a), b.eq(word_b), d4.eq(d)]
 
         # stages 5..: slope * d by shift-and-add, a register after each level of the tree
         prod_w = len(b) + d_bits + 1

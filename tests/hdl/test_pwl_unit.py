@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hdl import pwl
 from hdl.pwl import PwlUnit
 from model.formats import parse_format
 from model.pwl import PwlTable, hard_table, plan_table, uniform_table
@@ -68,8 +69,12 @@ TABLES = {
 }
 
 
+@pytest.mark.parametrize("where", ["logic", "rom"])
 @pytest.mark.parametrize("name", list(TABLES))
-def test_every_16bit_code(name):
+def test_every_16bit_code(name, where, monkeypatch):
+    """Every code, with the coefficients in LUT logic and (a tiny LOGIC_SEGMENTS) in ROMs."""
+    if where == "rom":
+        monkeypatch.setattr(pwl, "LOGIC_SEGMENTS", 1)
     table = TABLES[name]()
     assert (table.uniform_log2 is None) == (name != "uniform_sigmoid")  # both paths run
     codes = all_codes(table.in_fmt)
