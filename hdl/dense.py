@@ -380,7 +380,9 @@ class DenseCore(wiring.Component):
             )
 
         # ---- the end of a vector: offer y, start the next one
-        out_free = ~self.o.valid | self.o.ready
+        # a vector commits once the previous output beat has gone (o.valid low): from
+        # registers only, so the next stage's ready never reaches the wide loads below
+        out_free = ~self.o.valid
         commit = Signal(name="vector_commit")
         start = Signal(name="vector_start")
         m.d.comb += [
