@@ -26,11 +26,12 @@ from hdl.fixed import bits_for, pick
 #: width of a code on the host bus
 CODE_BITS = 32
 #: cycles the AXI4-Lite slave waits from a core's host bus ``bank``/``addr`` to its ``rdata``:
-#: the memory's synchronous read (1), a weight bank cut into pieces registers each piece
-#: (1), :func:`connect_banks` registers every bank's word and then the picked one (2). The
+#: :func:`connect_banks` registers the address (1), the memory's synchronous read (1), a
+#: weight bank cut into pieces registers each piece (1), :func:`connect_banks` registers
+#: every bank's word and then the picked one (2). The
 #: address is held while the slave waits, so a word that arrives sooner stays put. The
 #: registers keep block RAM outputs and the bank multiplexer off one path (150 MHz).
-HOST_READ_LATENCY = 4
+HOST_READ_LATENCY = 5
 
 
 def mem_host_signature(depth: int, shape) -> wiring.Signature:
@@ -73,25 +74,29 @@ def connect_banks(m, bus, banks) -> None:
     a list of ports (copies of one table: a write goes to all, a read comes from the
     first) or None (no memory there: reads 0). The address and code go to all, ``we`` to
     the selected bank only; ``rdata`` is the selected bank's word, extended by its shape
-    (a code of a fixed format sign-extends), two registers after the memories' output."""
+    (a code of a fixed format sign-extends), two registers after the memories' output; the
+    address, code and write enables reach the memories through one register."""
     firsts = [None if b is None else (b[0] if isinstance(b, list | tuple) else b) for b in banks]
     # the multiplexer is as wide as the widest code (as a signed value), not 32 bits
     width = max(
         len(f.rdata) + (0 if f.rdata.shape().signed else 1) for f in firsts if f is not None
     )
+    # the address, the code and each bank's write enable are registered before they fan
+    # out to the memories: the slave's decode never shares a path with a block RAM's pins
+    addr = Signal(bus.addr.shape(), name="host_addr", reset_less=True)
+    wdata = Signal(signed(min(CODE_BITS, width)), name="host_wdata", reset_less=True)
+    m.d.sync += [addr.eq(bus.addr), wdata.eq(bus.wdata)]
     words = []
     for q, bank in enumerate(banks):
         word = Signal(signed(width), name=f"host_rdata_{q}", reset_less=True)
         words.append(word)
         if bank is None:
             continue
+        we = Signal(name=f"host_we_{q}")
+        m.d.sync += we.eq(bus.we & (bus.bank == q))
         ports = bank if isinstance(bank, list | tuple) else [bank]
         for port in ports:
-            m.d.comb += [
-                port.addr.eq(bus.addr),
-                port.wdata.eq(bus.wdata),
-                port.we.eq(bus.we & (bus.bank == q)),
-            ]
+            m.d.comb += [port.addr.eq(addr), port.wdata.eq(wdata), port.we.eq(we)]
         m.d.sync += word.eq(ports[0].rdata)  # extends by the port's signedness
     picked = Signal(signed(width), name="host_rdata", reset_less=True)
     m.d.sync += picked.eq(pick(words, bus.bank))

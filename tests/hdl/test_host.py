@@ -145,8 +145,8 @@ def test_axi_lite_verilog(tmp_path):
 @pytest.mark.parametrize("bank_words", [8, 2048])
 def test_lane_host_port_reads_and_writes_every_piece(bank_words, monkeypatch):
     """A lane's weight bank through its host port, whole or cut into pieces: every word
-    reads back as the layer's code HOST_READ_LATENCY - 2 cycles after its address (the
-    core's bus adds two), and a written word reads back as written."""
+    reads back as the layer's code HOST_READ_LATENCY - 3 cycles after its address (the
+    core's bus adds three), and a written word reads back as written."""
     from hdl_models import make_qmodel
 
     from hdl import mac
@@ -164,7 +164,7 @@ def test_lane_host_port_reads_and_writes_every_piece(bank_words, monkeypatch):
 
     async def read(ctx, n):
         ctx.set(dut.host_w.addr, n)
-        for _ in range(HOST_READ_LATENCY - 2):
+        for _ in range(HOST_READ_LATENCY - 3):
             await ctx.tick()
         return ctx.get(dut.host_w.rdata)
 
