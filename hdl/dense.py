@@ -190,7 +190,7 @@ class DenseSchedule:
             groups=n // lanes,
             columns=k,
             min_cycles=math.ceil(n * k / lanes),
-            pipeline_depth=DenseMacLane.latency + 1,
+            pipeline_depth=DenseMacLane.latency + 2,
         )
 
     @property
@@ -233,7 +233,7 @@ class DenseCore(wiring.Component):
     rows ``l, l + P, ...`` (``G = output_size / P`` of them) and takes one element of ``u``
     per cycle, so a vector issues ``G * K`` MAC cycles; then
 
-        cycles_per_step = G * K + DenseMacLane.latency + 1
+        cycles_per_step = G * K + DenseMacLane.latency + 2
         latency         = cycles_per_step + 2   (input transfer to output valid, when idle)
 
     (:class:`DenseSchedule`). Back-pressure stalls the end of a vector; an input beat waits
@@ -399,12 +399,15 @@ class DenseCore(wiring.Component):
                 self.o.payload.last.eq(cur_last),
                 self.o.valid.eq(1),
             ]
+        # start takes the beat; the cycle after (launch, a register) loads u and the
+        # counters: start is a decision of several registers, launch a clean fan-out
+        launch = Signal(name="vector_launch")
+        m.d.sync += launch.eq(start)
         with m.If(start):
+            m.d.sync += [cur_last.eq(u_next_last), u_next_valid.eq(0), busy.eq(1)]
+        with m.If(launch):
             m.d.sync += [u_cur[k].eq(u_next[k]) for k in range(n_in)]
             m.d.sync += [
-                cur_last.eq(u_next_last),
-                u_next_valid.eq(0),
-                busy.eq(1),
                 issuing.eq(1),
                 addr.eq(0),
                 col.eq(0),
