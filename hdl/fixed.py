@@ -254,75 +254,52 @@ class Rom:
     def __init__(self, m, name: str, shape, init, *, host=None):
         init = [int(v) for v in init]
         shape = Shape.cast(shape)
-        if host is not None:
-            self._ram(m, name, shape, init, host)
-            return
         if len(init) == 1:
             self.addr = Signal(1, name=f"{name}_addr")
-            self.data = Const(init[0], shape)
+            if host is None:
+                self.data = Const(init[0], shape)
+                return
+            self.data = Signal(shape, init=init[0], reset_less=True, name=f"{name}_word")
+            with m.If(host.we):
+                m.d.sync += self.data.eq(host.wdata)
+            m.d.sync += host.rdata.eq(self.data)
             return
         export = _EXPORT.get()
         if export is None:
             m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
             port = mem.read_port()
             self.addr, self.data = port.addr, port.data
+            if host is not None:
+                host_read, host_write = mem.read_port(), mem.write_port()
+                m.d.comb += [
+                    host_read.addr.eq(host.addr),
+                    host_write.addr.eq(host.addr),
+                    host_write.data.eq(host.wdata),
+                    host_write.en.eq(host.we),
+                    host.rdata.eq(host_read.data),
+                ]
             return
         self.addr = Signal(bits_for(len(init) - 1), name=f"{name}_addr")
         self.data = Signal(shape, name=f"{name}_data")
+        ports = {"i_clk": ClockSignal(), "i_addr": self.addr, "o_data": self.data}
+        if host is not None:
+            ports.update(
+                i_host_addr=host.addr,
+                i_host_wdata=host.wdata,
+                i_host_we=host.we,
+                o_host_rdata=host.rdata,
+            )
+            export.rams_used = True
         inst = Instance(
-            export.module,
+            export.module if host is None else export.ram_module,
             p_WIDTH=shape.width,
             p_DEPTH=len(init),
             p_ABITS=len(self.addr),
             p_INIT_FILE="",
-            i_clk=ClockSignal(),
-            i_addr=self.addr,
-            o_data=self.data,
+            **ports,
         )
         m.submodules[name] = inst
         export.roms.append((inst, shape.width, init))
-
-    def _ram(self, m, name: str, shape, init, host) -> None:
-        if len(init) == 1:
-            word = Signal(shape, init=init[0], reset_less=True, name=f"{name}_word")
-            with m.If(host.we):
-                m.d.sync += word.eq(host.wdata)
-            m.d.sync += host.rdata.eq(word)
-            self.addr = Signal(1, name=f"{name}_addr")
-            self.data = word
-            return
-        export = _EXPORT.get()
-        if export is None:
-            m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
-            port, host_read, host_write = mem.read_port(), mem.read_port(), mem.write_port()
-            m.d.comb += [
-                host_read.addr.eq(host.addr),
-                host_write.addr.eq(host.addr),
-                host_write.data.eq(host.wdata),
-                host_write.en.eq(host.we),
-                host.rdata.eq(host_read.data),
-            ]
-            self.addr, self.data = port.addr, port.data
-            return
-        self.addr = Signal(bits_for(len(init) - 1), name=f"{name}_addr")
-        self.data = Signal(shape, name=f"{name}_data")
-        inst = Instance(
-            export.ram_module,
-            p_WIDTH=shape.width,
-            p_DEPTH=len(init),
-            p_ABITS=len(self.addr),
-            p_INIT_FILE="",
-            i_clk=ClockSignal(),
-            i_addr=self.addr,
-            o_data=self.data,
-            i_host_addr=host.addr,
-            i_host_wdata=host.wdata,
-            i_host_we=host.we,
-            o_host_rdata=host.rdata,
-        )
-        m.submodules[name] = inst
-        export.roms.append((inst, shape.width, init))
-        export.rams_used = True
 
 
 #: cycles from :func:`product`'s operands to their product
