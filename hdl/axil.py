@@ -254,39 +254,33 @@ class WeightBus(wiring.Component):
                 m.d.sync += state.eq(ROW)
             with m.Else():
                 m.d.sync += state.eq(RESPOND)
+
+        def divide(at, dividend, divisors, wait):
+            """In state ``at``: start the divider on ``dividend`` by the selected tensor's
+            divisor, then wait in ``wait`` (whose block takes the result)."""
+            with m.If(state == at):
+                m.d.comb += [
+                    div.start.eq(1),
+                    div.dividend.eq(dividend),
+                    div.divisor.eq(const_pick(divisors, tsel)),
+                ]
+                m.d.sync += state.eq(wait)
+
         # row, col = divmod(index, cols)
-        with m.If(state == ROW):
-            m.d.comb += [
-                div.start.eq(1),
-                div.dividend.eq(index),
-                div.divisor.eq(const_pick(cols, tsel)),
-            ]
-            m.d.sync += state.eq(ROW_WAIT)
+        divide(ROW, index, cols, ROW_WAIT)
         with m.If(state == ROW_WAIT):
             with m.If(~div.busy):
                 m.d.sync += [row.eq(div.quotient), col.eq(div.remainder)]
                 m.d.sync += state.eq(UNIT)
         # LSTM: gate, unit = divmod(row, H); rc = 4 * unit + gate
-        with m.If(state == UNIT):
-            m.d.comb += [
-                div.start.eq(1),
-                div.dividend.eq(row),
-                div.divisor.eq(const_pick(hidden, tsel)),
-            ]
-            m.d.sync += state.eq(UNIT_WAIT)
+        divide(UNIT, row, hidden, UNIT_WAIT)
         with m.If(state == UNIT_WAIT):
             with m.If(~div.busy):
                 core_row = Cat(div.quotient[:2], div.remainder)
                 m.d.sync += rc.eq(Mux(is_lstm.bit_select(tsel, 1), core_row, row))
                 m.d.sync += state.eq(LANE)
         # k, lane = divmod(rc, P)
-        with m.If(state == LANE):
-            m.d.comb += [
-                div.start.eq(1),
-                div.dividend.eq(rc),
-                div.divisor.eq(const_pick(lanes, tsel)),
-            ]
-            m.d.sync += state.eq(LANE_WAIT)
+        divide(LANE, rc, lanes, LANE_WAIT)
         with m.If(state == LANE_WAIT):
             with m.If(~div.busy):
                 m.d.sync += [
