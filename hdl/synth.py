@@ -436,6 +436,29 @@ def get_device(name: str) -> Device:
     return DEVICES[name]
 
 
+def _yosys(v_path: Path, top: str, synth: str, stem: Path, deadline, spinner):
+    """Yosys on ``v_path``: read it, run the ``synth`` command(s), write the cell statistics
+    beside ``stem`` (``<stem>.ys``, ``.stat.json``, ``.yosys.log``); (seconds, cell counts).
+
+    Yosys runs in the Verilog's folder so that relative ``$readmemh`` paths resolve; the tools
+    run in WebAssembly, where absolute paths do not always reach the host's (/tmp, for one),
+    so every file is named relative to that folder."""
+    script, stat_json = stem.with_name(stem.name + ".ys"), stem.with_name(stem.name + ".stat.json")
+    script.write_text(
+        f"read_verilog {v_path.name}\n{synth}\n"
+        f"tee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
+    )
+    seconds = run_tool(
+        "yosys",
+        ["-v", "3", "-s", _rel(script, v_path.parent)],
+        cwd=v_path.parent,
+        deadline=deadline,
+        log=stem.with_name(stem.name + ".yosys.log"),
+        spinner=spinner,
+    )
+    return seconds, cell_counts(json.loads(stat_json.read_text()), top)
+
+
 def synth_verilog(
     verilog_path,
     top: str,
@@ -465,25 +488,10 @@ def synth_verilog(
     work.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     stem = f"{top}_{dev.name}"
-    net_json, stat_json = work / f"{stem}.netlist.json", work / f"{stem}.stat.json"
-    script = work / f"{stem}.ys"
-    # the tools run in WebAssembly, where absolute paths do not always reach the host's
-    # (/tmp, for one): name every file relative to the tool's working directory
-    script.write_text(
-        f"read_verilog {v_path.name}\n"
-        f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}\n"
-        f"tee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
-    )
+    net_json = work / f"{stem}.netlist.json"
     seconds = {}
-    seconds["yosys"] = run_tool(
-        "yosys",
-        ["-v", "3", "-s", _rel(script, v_path.parent)],
-        cwd=v_path.parent,
-        deadline=deadline,
-        log=work / f"{stem}.yosys.log",
-        spinner=spinner,
-    )
-    cells = cell_counts(json.loads(stat_json.read_text()), top)
+    synth = f"synth_{dev.family} -top {top} -json {_rel(net_json, v_path.parent)}"
+    seconds["yosys"], cells = _yosys(v_path, top, synth, work / stem, deadline, spinner)
     bits = port_bits(json.loads(net_json.read_text()), top)
     ooc = bits > dev.pins
     if ooc and dev.family != "ecp5":
@@ -541,23 +549,9 @@ def estimate_verilog(
     v_path = Path(verilog_path).resolve()
     work = Path(work_dir or v_path.parent).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    stat_json = work / f"{top}_{vendor}.stat.json"
-    script = work / f"{top}_{vendor}.ys"
-    script.write_text(
-        f"read_verilog {v_path.name}\n"
-        + kinds["synth"].format(top=top)
-        + f"\ntee -q -o {_rel(stat_json, v_path.parent)} stat -json\n"
-    )
     deadline = None if timeout is None else time.monotonic() + float(timeout)
-    run_tool(
-        "yosys",
-        ["-v", "3", "-s", _rel(script, v_path.parent)],
-        cwd=v_path.parent,
-        deadline=deadline,
-        log=work / f"{top}_{vendor}.yosys.log",
-        spinner=spinner,
-    )
-    cells = cell_counts(json.loads(stat_json.read_text()), top)
+    synth = kinds["synth"].format(top=top)
+    _, cells = _yosys(v_path, top, synth, work / f"{top}_{vendor}", deadline, spinner)
 
     def count(prefixes):
         return sum(v for k, v in cells.items() if k.startswith(prefixes))
